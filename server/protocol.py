@@ -1,0 +1,180 @@
+"""The job contract between the Blender add-on and the engine (documented in docs/job-format.md).
+
+Pure Python on purpose: the add-on imports this module inside Blender, where neither torch nor
+bpy-free heavy packages may be assumed. Everything that crosses the process boundary is defined
+here: the job folder's file names, the job spec, the result file and the progress events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.errors import UserError
+
+PROTOCOL_VERSION = 1
+FPS = 8
+DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
+PRIORS = ("modelscope", "tiny", "target")
+DEVICES = ("auto", "cpu", "cuda")
+
+# File names inside a job folder.
+JOB_SPEC = "job.json"
+RESULT = "result.json"
+LOG = "log.txt"
+PREVIEW_GIF = "preview.gif"
+PREVIEW_MP4 = "preview.mp4"
+FRAMES_DIR = "frames"
+CHECKPOINTS_DIR = "checkpoints"
+
+# Exit codes of `python -m server`.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 3
+
+
+@dataclass
+class ObjectSpec:
+    """A named set of strokes (indices of `<path>` elements in document order) that moves as one."""
+
+    name: str
+    strokes: list[int]
+    prompt: str | None = None
+    static: bool = False
+
+
+@dataclass
+class JobSpec:
+    """Everything the engine needs to run one job; saved as `job.json` in the job folder."""
+
+    sketch: str
+    prompt: str
+    objects: list[ObjectSpec] = field(default_factory=list)
+    frames: int = 24
+    steps: int = 1000
+    size: int = 256
+    seed: int = 0
+    prior: str = "modelscope"
+    model: str = DEFAULT_MODEL
+    target_plan: str | None = None
+    device: str = "auto"
+    guidance_local: float = 30.0
+    guidance_global: float = 10.0
+    checkpoint_every: int = 100
+    version: int = PROTOCOL_VERSION
+
+    def validate(self) -> None:
+        """Raise UserError naming the first field that cannot work; stroke ranges are checked later."""
+        if self.version != PROTOCOL_VERSION:
+            raise UserError(f"job spec version {self.version} is not supported (this engine reads {PROTOCOL_VERSION})")
+        if not self.prompt or not self.prompt.strip():
+            raise UserError("the prompt is empty: describe the motion, e.g. --prompt 'a cat jumps'")
+        if self.frames < 2:
+            raise UserError(f"frames must be at least 2 (got {self.frames})")
+        if self.steps < 0:
+            raise UserError(f"steps must be 0 or more (got {self.steps})")
+        if self.size < 16:
+            raise UserError(f"render size must be at least 16 px (got {self.size})")
+        if self.checkpoint_every < 1:
+            raise UserError(f"checkpoint interval must be at least 1 step (got {self.checkpoint_every})")
+        if self.device not in DEVICES:
+            raise UserError(f"unknown device {self.device!r}: use one of {', '.join(DEVICES)}")
+        if self.prior not in PRIORS:
+            raise UserError(f"unknown prior {self.prior!r}: use one of {', '.join(PRIORS)}")
+        if self.prior == "target" and not self.target_plan:
+            raise UserError("the target prior needs a motion plan: pass --target-plan trajectories.tsv")
+        for guidance in (self.guidance_local, self.guidance_global):
+            if not math.isfinite(guidance) or guidance < 0:
+                raise UserError(f"guidance must be a finite number of 0 or more (got {guidance})")
+        seen_names: set[str] = set()
+        owner: dict[int, str] = {}
+        for obj in self.objects:
+            if not obj.name or not obj.name.strip():
+                raise UserError("an object has an empty name")
+            if obj.name in seen_names:
+                raise UserError(f"object name {obj.name!r} is used twice")
+            seen_names.add(obj.name)
+            if not obj.strokes:
+                raise UserError(f"object {obj.name!r} has no strokes")
+            for index in obj.strokes:
+                if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                    raise UserError(f"object {obj.name!r}: stroke index {index!r} is not a non-negative integer")
+                if index in owner:
+                    raise UserError(f"stroke {index} is in both {owner[index]!r} and {obj.name!r}")
+                owner[index] = obj.name
+            if obj.prompt is not None and not obj.prompt.strip():
+                obj.prompt = None
+
+    def check_strokes(self, stroke_count: int) -> None:
+        """Raise UserError if an object names a stroke the sketch does not have."""
+        for obj in self.objects:
+            unknown = sorted(i for i in obj.strokes if i >= stroke_count)
+            if unknown:
+                raise UserError(
+                    f"object {obj.name!r} names stroke(s) {unknown[:5]} but the sketch has only "
+                    f"{stroke_count} strokes (0 to {stroke_count - 1})"
+                )
+
+    def moving_objects(self) -> list[ObjectSpec]:
+        return [obj for obj in self.objects if not obj.static]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        if not isinstance(data, dict):
+            raise UserError("the job spec is not a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"the job spec has unknown field(s): {', '.join(unknown)}")
+        try:
+            objects = [ObjectSpec(**obj) for obj in data.get("objects", [])]
+            return cls(**{**data, "objects": objects})
+        except TypeError as exc:
+            raise UserError(f"the job spec is malformed: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> JobSpec:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"no job spec at {path}") from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read the job spec {path}: {exc}") from None
+        return cls.from_dict(data)
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """Read `result.json`, refusing a version this side does not understand."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("version") != PROTOCOL_VERSION:
+        raise ValueError(f"result version {data.get('version')} is not {PROTOCOL_VERSION}")
+    return data
+
+
+def encode_event(event: str, **fields: Any) -> str:
+    """One progress event as a JSON line (no newline)."""
+    return json.dumps({"event": event, **fields}, separators=(",", ":"))
+
+
+def decode_event(line: str) -> dict[str, Any] | None:
+    """Parse a progress line from the engine; None for anything that is not an event."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "event" not in data:
+        return None
+    return data

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.errors import UserError
+from .errors import UserError
 
 PROTOCOL_VERSION = 1
 FPS = 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from server.errors import UserError
+from .errors import UserError
 
 Box = tuple[float, float, float, float]
 _BOX = re.compile(r"\[\s*([^\]]*?)\s*\]")

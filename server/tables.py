@@ -58,7 +58,8 @@ def read_stroke_table(path: Path, stroke_count: int | None = None) -> dict[str, 
                 raise UserError(f"{where}: stroke {index} is in both {owner[index]!r} and {name!r}")
             if stroke_count is not None and index >= stroke_count:
                 raise UserError(
-                    f"{where}: stroke {index} does not exist (the sketch has {stroke_count} strokes, 0 to {stroke_count - 1})"
+                    f"{where}: stroke {index} does not exist "
+                    f"(the sketch has {stroke_count} strokes, 0 to {stroke_count - 1})"
                 )
             owner[index] = name
             indices.append(index)

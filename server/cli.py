@@ -1,0 +1,225 @@
+"""Command line: `python -m server animate SKETCH.svg ...` and `python -m server run JOB_DIR`.
+
+Both build or read a job spec, check every input before anything is written, then run the schedule.
+Bad input ends with one line on standard error and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from . import protocol
+from .errors import UserError
+from .progress import ProgressReporter
+from .protocol import JobSpec, ObjectSpec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Animate a multi-object vector sketch with a text-to-video prior (score distillation).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    animate = commands.add_parser("animate", help="animate an SVG sketch into a job folder")
+    animate.add_argument("sketch", type=Path, help="the SVG sketch")
+    animate.add_argument("--prompt", required=True, help="what happens in the scene")
+    animate.add_argument("--out", required=True, type=Path, help="the job folder to write (created if missing)")
+    animate.add_argument("--objects", type=Path, help="stroke table (objects.tsv: name<TAB>i,j,k per object)")
+    animate.add_argument(
+        "--object-prompt", action="append", default=[], metavar="NAME=TEXT", help="an object's own prompt"
+    )
+    animate.add_argument("--static", action="append", default=[], metavar="NAME", help="an object that stays still")
+    animate.add_argument("--prior", choices=protocol.PRIORS, default="modelscope")
+    animate.add_argument("--model", default=protocol.DEFAULT_MODEL, help="hub id or local folder of the model")
+    animate.add_argument("--target-plan", type=Path, help="motion plan for the target prior (trajectories.tsv)")
+    animate.add_argument("--frames", type=int, default=24)
+    animate.add_argument("--steps", type=int, default=1000, help="iterations per stage")
+    animate.add_argument("--size", type=int, default=256, help="render size in pixels")
+    animate.add_argument("--device", choices=protocol.DEVICES, default="auto")
+    animate.add_argument("--seed", type=int, default=0)
+    animate.add_argument("--guidance-local", type=float, default=30.0)
+    animate.add_argument("--guidance-global", type=float, default=10.0)
+    animate.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    animate.add_argument("--resume", action="store_true", help="continue the interrupted job in --out")
+    _add_progress(animate)
+
+    run = commands.add_parser("run", help="run the job spec in a job folder (as written by the Blender add-on)")
+    run.add_argument("job", type=Path, help="job folder holding job.json")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    _add_progress(run)
+    return parser
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "json", "none"),
+        default="auto",
+        help="progress on a terminal (bar), as JSON lines on stdout (json), or none; auto: bar on a terminal",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    reporter = ProgressReporter(args.progress)
+    stop_requested = _install_stop_handlers()
+    try:
+        if args.command == "animate":
+            return _animate(args, reporter, stop_requested)
+        return _run_folder(args.job, args.resume, reporter, stop_requested)
+    except UserError as exc:
+        reporter.error(str(exc))
+        return protocol.EXIT_BAD_INPUT
+
+
+def _install_stop_handlers() -> list[bool]:
+    """SIGTERM and SIGINT ask the schedule to stop at the next step (after a checkpoint)."""
+    stop_requested = [False]
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop_requested[0] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop_requested
+
+
+def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
+    """The job spec the flags describe, checked against the sketch (paths still the user's)."""
+    from .sketch import default_objects, load_svg
+    from .tables import read_stroke_table
+
+    sketch = load_svg(args.sketch)
+    if args.objects:
+        table = read_stroke_table(args.objects, len(sketch.strokes))
+        objects = [ObjectSpec(name, strokes) for name, strokes in table.items()]
+    else:
+        objects = default_objects(sketch)
+    by_name = {obj.name: obj for obj in objects}
+    for item in args.object_prompt:
+        name, equals, text = item.partition("=")
+        if not equals or name not in by_name:
+            raise UserError(f"--object-prompt {item!r}: expected NAME=TEXT with NAME one of {', '.join(by_name)}")
+        by_name[name].prompt = text
+    for name in args.static:
+        if name not in by_name:
+            raise UserError(f"--static {name!r}: no such object (objects: {', '.join(by_name)})")
+        by_name[name].static = True
+    spec = JobSpec(
+        sketch=str(args.sketch),
+        prompt=args.prompt,
+        objects=objects,
+        frames=args.frames,
+        steps=args.steps,
+        size=args.size,
+        seed=args.seed,
+        prior=args.prior,
+        model=args.model,
+        target_plan=str(args.target_plan) if args.target_plan else None,
+        device=args.device,
+        guidance_local=args.guidance_local,
+        guidance_global=args.guidance_global,
+        checkpoint_every=args.checkpoint_every,
+    )
+    spec.validate()
+    if not spec.moving_objects():
+        raise UserError("nothing to animate: every object is static")
+    if args.target_plan:
+        from .tables import read_trajectories
+
+        read_trajectories(args.target_plan)
+    return spec
+
+
+def _animate(args: argparse.Namespace, reporter: ProgressReporter, stop_requested: list[bool]) -> int:
+    from .job import JobFolder
+
+    spec = _spec_from_flags(args)
+    folder = JobFolder(args.out)
+    folder.check_writable()
+    if folder.holds_job():
+        if not args.resume:
+            raise UserError(
+                f"{args.out} already holds a job: pass --resume to continue it, or choose another --out folder"
+            )
+        stored = JobSpec.load(folder.spec)
+        spec.sketch = stored.sketch
+        spec.target_plan = stored.target_plan
+        if stored.to_dict() != spec.to_dict():
+            changed = [key for key, value in spec.to_dict().items() if stored.to_dict()[key] != value]
+            raise UserError(
+                f"{args.out} holds a job with other settings ({', '.join(changed)}): "
+                "resume it with the same flags, or choose another --out folder"
+            )
+    else:
+        folder.create()
+        spec.sketch = folder.copy_input(args.sketch, "sketch.svg")
+        if args.target_plan:
+            spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
+        spec.save(folder.spec)
+    return _run_folder(folder.path, args.resume, reporter, stop_requested)
+
+
+def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, stop_requested: list[bool]) -> int:
+    from .job import JobFolder
+
+    folder = JobFolder(path)
+    folder.check_writable()
+    spec = JobSpec.load(folder.spec)
+    spec.validate()
+    if not spec.moving_objects():
+        raise UserError("nothing to animate: the job has no moving object")
+    reporter.attach_log(folder.log)
+    started = time.monotonic()
+    try:
+        result = _optimize(folder, spec, resume, reporter, stop_requested)
+    except UserError:
+        raise
+    except Exception as exc:  # the log keeps the traceback; the user gets one line
+        folder.log(traceback.format_exc())
+        reporter.error(f"the engine failed: {type(exc).__name__}: {exc} (details in {folder.log_file})")
+        return protocol.EXIT_FAILED
+    if result is None:
+        reporter.event("cancelled", message="stopped; --resume continues from the last checkpoint")
+        return protocol.EXIT_CANCELLED
+    reporter.event("done", result=str(folder.result), seconds=round(time.monotonic() - started, 2))
+    return protocol.EXIT_OK
+
+
+def _optimize(
+    folder: Any, spec: JobSpec, resume: bool, reporter: ProgressReporter, stop_requested: list[bool]
+) -> Path | None:
+    """Load everything, run the stages, write the outputs; None when stopped by a signal."""
+    from .devices import resolve_device
+    from .priors import load_prior
+    from .schedule import Cancelled, Optimization, plan_stages
+    from .sketch import load_svg
+
+    sketch = load_svg(folder.resolve(spec.sketch))
+    spec.check_strokes(len(sketch.strokes))
+    if spec.target_plan:
+        spec.target_plan = str(folder.resolve(spec.target_plan))
+    device = resolve_device(spec.device)
+    prior = load_prior(spec, sketch, device)
+    stages = plan_stages(spec)
+    reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
+    optimization = Optimization(
+        spec, sketch, prior, device, folder.checkpoints, emit=reporter.event, should_stop=lambda: stop_requested[0]
+    )
+    try:
+        animation = optimization.run(resume=resume)
+    except Cancelled:
+        return None
+    folder.write_outputs(spec, sketch, animation)
+    return folder.result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

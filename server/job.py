@@ -1,0 +1,216 @@
+"""The job folder: what a job leaves on disk for the add-on and for people (docs/job-format.md).
+
+Everything is written atomically (temporary file, then rename) so that a crash or a cancel never
+leaves a half-written result that the add-on could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+
+from . import protocol
+from .errors import UserError
+from .protocol import JobSpec
+from .render import canvas_to_render, render
+from .schedule import ObjectAnimation
+from .sketch import Sketch
+
+PREVIEW_SIZE = 256
+
+
+class JobFolder:
+    """Paths and writers of one job folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.spec = self.path / protocol.JOB_SPEC
+        self.result = self.path / protocol.RESULT
+        self.log_file = self.path / protocol.LOG
+        self.checkpoints = self.path / protocol.CHECKPOINTS_DIR
+        self.frames = self.path / protocol.FRAMES_DIR
+        self.preview_gif = self.path / protocol.PREVIEW_GIF
+        self.preview_mp4 = self.path / protocol.PREVIEW_MP4
+
+    def check_writable(self) -> None:
+        """Raise UserError unless the folder exists or can be made, and files can be written in it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"the output folder {self.path} is a file")
+        probe_parent = self.path if self.path.exists() else _nearest_existing(self.path)
+        if not os.access(probe_parent, os.W_OK | os.X_OK):
+            raise UserError(f"the output folder {self.path} cannot be written (no permission in {probe_parent})")
+
+    def create(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.checkpoints.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the output folder {self.path}: {exc.strerror or exc}") from None
+
+    def holds_job(self) -> bool:
+        return self.spec.is_file()
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self.log_file.open("a", encoding="utf-8") as log:
+            log.write(f"{stamp} {message}\n")
+
+    def copy_input(self, source: Path, name: str) -> str:
+        """Copy an input file into the job so that the job folder is self-contained; returns its name."""
+        target = self.path / name
+        if source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+        return name
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.path / path
+
+    def write_outputs(self, spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> None:
+        """Result file last, so that its presence means every other output is complete."""
+        frames = scene_frames(spec, sketch, animation)
+        self._write_svg_frames(sketch, frames)
+        self._write_previews(sketch, frames)
+        _write_atomic(self.result, json.dumps(build_result(spec, sketch, animation)) + "\n")
+
+    def _write_svg_frames(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> None:
+        self.frames.mkdir(exist_ok=True)
+        for index, strokes in enumerate(frames):
+            _write_atomic(self.frames / f"frame-{index:03d}.svg", frame_svg(sketch, strokes))
+
+    def _write_previews(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> None:
+        images = render_preview(sketch, frames, PREVIEW_SIZE)
+        for target, kwargs in (
+            (self.preview_gif, {"duration": 1000 / protocol.FPS, "loop": 0}),
+            (self.preview_mp4, {"fps": protocol.FPS, "macro_block_size": 16}),
+        ):
+            partial = target.with_name(f".{target.stem}.partial{target.suffix}")
+            imageio.mimsave(partial, images, **kwargs)
+            partial.replace(target)
+
+
+def _nearest_existing(path: Path) -> Path:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            return parent
+    return Path(".")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def background_strokes(spec: JobSpec, sketch: Sketch) -> list[int]:
+    """Strokes in no object: drawn in every frame, never moved."""
+    owned = {index for obj in spec.objects for index in obj.strokes}
+    return [index for index in range(len(sketch.strokes)) if index not in owned]
+
+
+def scene_frames(
+    spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]
+) -> list[list[tuple[list[np.ndarray], float]]]:
+    """Per frame, every stroke of the sketch in document order as (sub-paths, width)."""
+    placed: list[list[list[np.ndarray]]] = [[stroke.subpaths for stroke in sketch.strokes] for _ in range(spec.frames)]
+    for obj in animation.values():
+        for frame, strokes in enumerate(obj.points):
+            for stroke_index, subpaths in zip(obj.strokes, strokes, strict=True):
+                placed[frame][stroke_index] = subpaths
+    widths = [stroke.width for stroke in sketch.strokes]
+    return [list(zip(frame, widths, strict=True)) for frame in placed]
+
+
+def frame_svg(sketch: Sketch, strokes: list[tuple[list[np.ndarray], float]]) -> str:
+    """One frame as an SVG of the canvas, one `<path>` per stroke, like the input."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{sketch.width:g}" height="{sketch.height:g}" '
+        f'viewBox="0 0 {sketch.width:g} {sketch.height:g}">',
+        f'<rect width="{sketch.width:g}" height="{sketch.height:g}" fill="white"/>',
+    ]
+    for subpaths, width in strokes:
+        commands = []
+        for chain in subpaths:
+            commands.append(f"M {chain[0, 0]:.4f} {chain[0, 1]:.4f}")
+            for start in range(1, len(chain), 3):
+                c1, c2, end = chain[start : start + 3]
+                commands.append(f"C {c1[0]:.4f} {c1[1]:.4f} {c2[0]:.4f} {c2[1]:.4f} {end[0]:.4f} {end[1]:.4f}")
+        lines.append(
+            f'<path d="{" ".join(commands)}" fill="none" stroke="black" stroke-width="{width:g}" '
+            'stroke-linecap="round" stroke-linejoin="round"/>'
+        )
+    lines.append("</svg>")
+    return "\n".join(lines) + "\n"
+
+
+def render_preview(sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]], size: int) -> list[np.ndarray]:
+    """Render every frame of the whole scene as an 8-bit RGB image."""
+    scale, offset_x, offset_y = canvas_to_render(sketch.width, sketch.height, size)
+    offset = np.array([offset_x, offset_y])
+    segments, widths = [], []
+    for strokes in frames:
+        frame_segments = []
+        frame_widths = []
+        for subpaths, width in strokes:
+            for chain in subpaths:
+                chain_segments = _chain_segments(chain)
+                frame_segments.append(chain_segments * scale + offset)
+                frame_widths.extend([width * scale] * len(chain_segments))
+        segments.append(np.concatenate(frame_segments))
+        widths = frame_widths
+    with torch.no_grad():
+        video = render(
+            torch.tensor(np.stack(segments), dtype=torch.float32),
+            torch.tensor(widths, dtype=torch.float32),
+            size,
+        )
+    pixels = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return list(pixels)
+
+
+def _chain_segments(chain: np.ndarray) -> np.ndarray:
+    count = (len(chain) - 1) // 3
+    return np.stack([chain[3 * i : 3 * i + 4] for i in range(count)])
+
+
+def build_result(spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> dict[str, Any]:
+    """The `result.json` document (schema in docs/job-format.md)."""
+    objects = {}
+    for obj in spec.objects:
+        anim = animation[obj.name]
+        frames = []
+        for frame in range(spec.frames):
+            frames.append(
+                {
+                    "translate": anim.translate[frame].tolist(),
+                    "rotate": float(anim.rotate[frame]),
+                    "shear": anim.shear[frame].tolist(),
+                    "scale": anim.scale[frame].tolist(),
+                    "matrix": anim.matrix[frame].tolist(),
+                    "points": [[chain.tolist() for chain in stroke] for stroke in anim.points[frame]],
+                }
+            )
+        objects[obj.name] = {
+            "static": anim.static,
+            "strokes": list(anim.strokes),
+            "center": anim.center.tolist(),
+            "frames": frames,
+        }
+    return {
+        "version": protocol.PROTOCOL_VERSION,
+        "canvas": [sketch.width, sketch.height],
+        "frames": spec.frames,
+        "fps": protocol.FPS,
+        "stroke_count": len(sketch.strokes),
+        "background": background_strokes(spec, sketch),
+        "objects": objects,
+    }

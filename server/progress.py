@@ -1,0 +1,69 @@
+"""Progress for people (a one-line bar on a terminal) and for the add-on (JSON lines on stdout)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .protocol import encode_event
+
+BAR_WIDTH = 24
+
+
+class ProgressReporter:
+    """Turns the schedule's events into the chosen output, and into the job's log."""
+
+    def __init__(self, mode: str) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "none"
+        self.mode = mode
+        self._log: Callable[[str], None] | None = None
+        self._bar_open = False
+
+    def attach_log(self, log: Callable[[str], None]) -> None:
+        self._log = log
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self.mode == "json":
+            print(encode_event(name, **fields), flush=True)
+        elif self.mode == "bar":
+            self._draw(name, fields)
+        if self._log and (name != "step" or fields.get("step") == fields.get("steps")):
+            self._log(encode_event(name, **fields))
+
+    def error(self, message: str) -> None:
+        self._end_bar()
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        if self.mode == "json":
+            print(encode_event("error", message=message), flush=True)
+        if self._log:
+            self._log(encode_event("error", message=message))
+
+    def _draw(self, name: str, fields: dict[str, Any]) -> None:
+        if name == "step":
+            filled = round(BAR_WIDTH * fields["progress"])
+            eta = _format_seconds(fields.get("eta_s"))
+            line = (
+                f"\r{fields['stage']:<16} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
+                f"{fields['progress']:6.1%} step {fields['step']}/{fields['steps']} "
+                f"loss {fields['loss']:.4g} ETA {eta}"
+            )
+            print(line, end="", file=sys.stderr, flush=True)
+            self._bar_open = True
+        elif name in ("stage", "done", "cancelled"):
+            self._end_bar()
+            detail = {"stage": fields.get("stage"), "done": fields.get("result"), "cancelled": fields.get("message")}
+            print(f"{name}: {detail[name]}", file=sys.stderr, flush=True)
+
+    def _end_bar(self) -> None:
+        if self._bar_open:
+            print(file=sys.stderr, flush=True)
+            self._bar_open = False
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

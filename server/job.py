@@ -42,9 +42,9 @@ class JobFolder:
 
     def check_writable(self) -> None:
         """Raise UserError unless the folder exists or can be made, and files can be written in it."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"the output folder {self.path} is a file")
-        probe_parent = self.path if self.path.exists() else _nearest_existing(self.path)
+        probe_parent = _nearest_existing(self.path)
+        if not probe_parent.is_dir():
+            raise UserError(f"the output folder {self.path} cannot be made: {probe_parent} is a file")
         if not os.access(probe_parent, os.W_OK | os.X_OK):
             raise UserError(f"the output folder {self.path} cannot be written (no permission in {probe_parent})")
 

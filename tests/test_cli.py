@@ -1,0 +1,288 @@
+"""The engine's command line as a user meets it: outputs of a finished job, bad input, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server import protocol
+from server.cli import main
+from tests.conftest import MULTIOBJECT, REPO, multiobject_sketches
+
+SMALL = ["--prior", "tiny", "--frames", "4", "--steps", "2", "--size", "32", "--progress", "none"]
+
+
+@pytest.fixture(autouse=True)
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One tiny random model for the whole session, outside the user's home."""
+    cache = tmp_path_factory.getbasetemp() / "model-cache"
+    monkeypatch.setenv("MULTISKETCH_CACHE", str(cache))
+    return cache
+
+
+def _engine(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def _assert_complete_job(out: Path, frames: int) -> dict:
+    result = protocol.load_result(out / protocol.RESULT)
+    assert (out / protocol.JOB_SPEC).is_file()
+    assert (out / protocol.LOG).stat().st_size > 0
+    assert (out / protocol.PREVIEW_GIF).stat().st_size > 0
+    assert (out / protocol.PREVIEW_MP4).stat().st_size > 0
+    assert sorted(p.name for p in (out / protocol.FRAMES_DIR).iterdir()) == [
+        f"frame-{i:03d}.svg" for i in range(frames)
+    ]
+    assert any((out / protocol.CHECKPOINTS_DIR).glob("stage-*.pt"))
+    assert result["frames"] == frames
+    return result
+
+
+@pytest.mark.parametrize("sketch", multiobject_sketches(), ids=lambda p: p.name)
+def test_every_shared_sketch_animates_with_the_tiny_prior(sketch: Path, tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    prompt = (sketch / "caption.txt").read_text().strip()
+    code = main(
+        [
+            "animate",
+            str(sketch / "sketch.svg"),
+            "--objects",
+            str(sketch / "objects.tsv"),
+            "--prompt",
+            prompt,
+            "--out",
+            str(out),
+            *SMALL,
+        ]
+    )
+    assert code == protocol.EXIT_OK
+    result = _assert_complete_job(out, frames=4)
+    table = {line.split("\t")[0] for line in (sketch / "objects.tsv").read_text().splitlines() if line.strip()}
+    assert set(result["objects"]) == table
+    for obj in result["objects"].values():
+        assert len(obj["frames"]) == 4
+        assert all(len(frame["points"]) == len(obj["strokes"]) for frame in obj["frames"])
+
+
+def test_command_line_runs_end_to_end_with_json_progress(tmp_path: Path) -> None:
+    sketch = MULTIOBJECT / "cat11"
+    out = tmp_path / "job"
+    done = _engine(
+        "animate",
+        str(sketch / "sketch.svg"),
+        "--objects",
+        str(sketch / "objects.tsv"),
+        "--prompt",
+        "two cats play with a ball",
+        "--out",
+        str(out),
+        *SMALL[:-2],
+        "--progress",
+        "json",
+        env={"MULTISKETCH_CACHE": os.environ["MULTISKETCH_CACHE"]},
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    names = [event["event"] for event in events]
+    assert names[0] == "start" and names[-1] == "done"
+    assert events[0]["stages"] == ["object:cat_2", "object:cat", "object:ball", "joint"]
+    steps = [event for event in events if event["event"] == "step"]
+    assert len(steps) == 4 * 2
+    assert all(0 < event["progress"] <= 1 and event["eta_s"] >= 0 for event in steps)
+    _assert_complete_job(out, frames=4)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+TWO_STROKES = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">'
+    '<path d="M 10 10 C 20 20 30 30 40 40" stroke="black" stroke-width="3" fill="none"/>'
+    '<path d="M 100 100 C 120 100 140 120 150 150" stroke="black" stroke-width="3" fill="none"/></svg>'
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("malformed_svg", "svg"),
+        ("empty_svg", "svg"),
+        ("no_strokes", "stroke"),
+        ("unknown_index", "stroke 7"),
+        ("duplicate_index", "stroke 1"),
+        ("missing_indices", "no stroke indices"),
+        ("empty_prompt", "prompt"),
+        ("one_frame", "frames"),
+        ("unknown_device", "device"),
+        ("output_is_a_file", "output folder"),
+        ("unwritable_output", "output folder"),
+        ("unknown_static_object", "no such object"),
+        ("all_static", "nothing to animate"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_exit_code_2(case: str, expected: str, tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    sketch = _write(inputs / "sketch.svg", TWO_STROKES)
+    table = _write(inputs / "objects.tsv", "a\t0\nb\t1\n")
+    out = tmp_path / "out"
+    args = {"sketch": str(sketch), "--objects": str(table), "--prompt": "things move", "--out": str(out)}
+    extra: list[str] = []
+    if case == "malformed_svg":
+        _write(sketch, "<svg><path d='M 0 0 C 1 1 2 2 3 3'")
+    elif case == "empty_svg":
+        _write(sketch, "")
+    elif case == "no_strokes":
+        _write(sketch, '<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256"><rect/></svg>')
+    elif case == "unknown_index":
+        _write(table, "a\t0,7\n")
+    elif case == "duplicate_index":
+        _write(table, "a\t0,1\nb\t1\n")
+    elif case == "missing_indices":
+        _write(table, "a\t0\nb\t\n")
+    elif case == "empty_prompt":
+        args["--prompt"] = "  "
+    elif case == "one_frame":
+        extra = ["--frames", "1"]
+    elif case == "unknown_device":
+        extra = ["--device", "tpu"]
+    elif case == "output_is_a_file":
+        args["--out"] = str(_write(tmp_path / "taken", "a file") / "job")
+    elif case == "unwritable_output":
+        args["--out"] = "/proc/multisketch-job"
+    elif case == "unknown_static_object":
+        extra = ["--static", "c"]
+    elif case == "all_static":
+        extra = ["--static", "a", "--static", "b"]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    argv = ["animate", args.pop("sketch"), *[v for item in args.items() for v in item], *SMALL, *extra]
+    done = _engine(*argv)
+    assert done.returncode == protocol.EXIT_BAD_INPUT
+    assert expected in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before, "bad input wrote files"
+
+
+def test_missing_modelscope_weights_stop_with_one_message(tmp_path: Path) -> None:
+    sketch = MULTIOBJECT / "cat11"
+    done = _engine(
+        "animate",
+        str(sketch / "sketch.svg"),
+        "--objects",
+        str(sketch / "objects.tsv"),
+        "--prompt",
+        "cats play",
+        "--out",
+        str(tmp_path / "job"),
+        "--prior",
+        "modelscope",
+        "--frames",
+        "2",
+        "--steps",
+        "1",
+        "--size",
+        "32",
+        "--progress",
+        "none",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    assert done.returncode == protocol.EXIT_BAD_INPUT
+    assert protocol.DEFAULT_MODEL in done.stderr
+    assert "--model" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_existing_job_is_never_overwritten_without_resume(tmp_path: Path) -> None:
+    sketch = MULTIOBJECT / "cat11"
+    out = tmp_path / "job"
+    argv = [
+        "animate",
+        str(sketch / "sketch.svg"),
+        "--objects",
+        str(sketch / "objects.tsv"),
+        "--prompt",
+        "cats play",
+        "--out",
+        str(out),
+        *SMALL,
+    ]
+    assert main(argv) == protocol.EXIT_OK
+    first = (out / protocol.RESULT).read_bytes()
+    assert main(argv) == protocol.EXIT_BAD_INPUT
+    assert (out / protocol.RESULT).read_bytes() == first
+    assert main([*argv[: -len(SMALL)], *SMALL[:2], "--frames", "5", *SMALL[4:], "--resume"]) == protocol.EXIT_BAD_INPUT
+
+
+def test_a_job_stopped_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    sketch = MULTIOBJECT / "cat11"
+    common = [
+        "--objects",
+        str(sketch / "objects.tsv"),
+        "--prompt",
+        "cats play",
+        "--prior",
+        "tiny",
+        "--frames",
+        "3",
+        "--steps",
+        "6",
+        "--size",
+        "32",
+        "--checkpoint-every",
+        "1",
+        "--seed",
+        "5",
+    ]
+    whole = tmp_path / "whole"
+    assert main(["animate", str(sketch / "sketch.svg"), "--out", str(whole), *common, "--progress", "none"]) == 0
+
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "animate",
+            str(sketch / "sketch.svg"),
+            "--out",
+            str(stopped),
+            *common,
+            "--progress",
+            "json",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        event = json.loads(line)
+        if event["event"] == "stage" and event["index"] == 1:
+            process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == protocol.EXIT_CANCELLED
+    assert not (stopped / protocol.RESULT).exists()
+
+    assert (
+        main(["animate", str(sketch / "sketch.svg"), "--out", str(stopped), *common, "--progress", "none", "--resume"])
+        == protocol.EXIT_OK
+    )
+    whole_result = json.loads((whole / protocol.RESULT).read_text())
+    resumed_result = json.loads((stopped / protocol.RESULT).read_text())
+    assert resumed_result == whole_result

@@ -1,0 +1,269 @@
+"""The engine as a child process: start it, stream its progress, stop it, and never leave it behind.
+
+torch never enters Blender: the engine runs in the interpreter set in the preferences, in its own
+process group (so that stopping it stops anything it started), and talks back in JSON lines on its
+standard output. Reader threads only fill queues; everything else happens on Blender's main thread.
+No bpy here, so the whole life cycle can be tested without Blender's event loop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .contract import engine_root, protocol
+
+# How long a cancelled engine may take to stop on its own before it is killed.
+CANCEL_GRACE_S = 1.5
+# Importing torch and diffusers the first time can take a while on a cold disk.
+CHECK_TIMEOUT_S = 90.0
+STDERR_TAIL_LINES = 40
+STDERR_LOG = "engine-stderr.txt"
+
+_FIX_HINT = (
+    "Set the engine's Python in Edit > Preferences > Add-ons > MultiSketch, or click 'Create Engine Environment' there"
+)
+
+
+class EngineError(Exception):
+    """The engine cannot start or stopped with a failure; the message says what to do."""
+
+
+@dataclass
+class EngineOutcome:
+    """How a finished engine run ended: status is 'done', 'cancelled' or 'failed'."""
+
+    status: str
+    message: str
+    result_path: Path | None = None
+
+
+_checked_interpreters: set[tuple[str, float]] = set()
+
+
+def check_interpreter(interpreter: str, timeout: float = CHECK_TIMEOUT_S) -> Path:
+    """Make sure `interpreter` is a Python that can import torch and diffusers; return its path.
+
+    Remembers a good interpreter (by path and modification time) so that only the first run pays
+    for the import.
+    """
+    if not interpreter or not interpreter.strip():
+        raise EngineError(f"No Python interpreter is set for the engine. {_FIX_HINT}.")
+    path = Path(interpreter.strip()).expanduser()
+    if not path.is_file():
+        raise EngineError(f"The engine's Python {path} does not exist. {_FIX_HINT}.")
+    key = (str(path), path.stat().st_mtime)
+    if key in _checked_interpreters:
+        return path
+    try:
+        check = subprocess.run(
+            [str(path), "-c", "import torch, diffusers"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(engine_root()),
+        )
+    except OSError as exc:
+        raise EngineError(f"The engine's Python {path} cannot run ({exc.strerror or exc}). {_FIX_HINT}.") from None
+    except subprocess.TimeoutExpired:
+        raise EngineError(
+            f"The engine's Python {path} took more than {timeout:.0f} s to import torch and diffusers. {_FIX_HINT}."
+        ) from None
+    if check.returncode != 0:
+        last_line = (check.stderr.strip().splitlines() or [f"exit code {check.returncode}"])[-1]
+        raise EngineError(f"The engine's Python {path} cannot import torch and diffusers ({last_line}). {_FIX_HINT}.")
+    _checked_interpreters.add(key)
+    return path
+
+
+class EngineProcess:
+    """One run of `python -m server run JOB_DIR --progress json`."""
+
+    def __init__(self, interpreter: Path, job_dir: Path, resume: bool = False) -> None:
+        self.job_dir = Path(job_dir)
+        command = [str(interpreter), "-m", "server", "run", str(self.job_dir), "--progress", "json"]
+        if resume:
+            command.append("--resume")
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._last_error: str | None = None
+        self._result_path: Path | None = None
+        self._cancel_requested = False
+        self._kill_deadline: float | None = None
+        self._outcome: EngineOutcome | None = None
+        self._stderr_log = open(self.job_dir / STDERR_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed on exit)
+        try:
+            self._process = subprocess.Popen(
+                command,
+                cwd=str(engine_root()),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                **_own_process_group(),
+            )
+        except OSError as exc:
+            self._stderr_log.close()
+            raise EngineError(
+                f"Cannot start the engine with {interpreter}: {exc.strerror or exc}. {_FIX_HINT}."
+            ) from None
+        _LIVE.add(self)
+        self._readers = [
+            threading.Thread(target=self._read_stdout, args=(self._process.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(self._process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.job_dir / STDERR_LOG
+
+    def _read_stdout(self, stream: IO[str]) -> None:
+        for line in stream:
+            event = protocol.decode_event(line)
+            if event is not None:
+                self._events.put(event)
+
+    def _read_stderr(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._stderr_tail.append(line.rstrip())
+            self._stderr_log.write(line)
+            self._stderr_log.flush()
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The events that arrived since the last call; never blocks."""
+        events = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if event["event"] == "error":
+                self._last_error = str(event.get("message", "")).strip() or None
+            elif event["event"] == "done" and event.get("result"):
+                self._result_path = Path(event["result"])
+            events.append(event)
+        if self._kill_deadline is not None and time.monotonic() > self._kill_deadline:
+            self._kill()
+        return events
+
+    def cancel(self) -> None:
+        """Ask the engine to stop (it keeps its latest checkpoint); it is killed if it has not stopped in time."""
+        if self._process.poll() is not None or self._cancel_requested:
+            return
+        self._cancel_requested = True
+        self._kill_deadline = time.monotonic() + CANCEL_GRACE_S
+        _signal_group(self._process, hard=False)
+
+    def stop(self, timeout: float = CANCEL_GRACE_S) -> None:
+        """Cancel and wait until the process is gone (for shutdown paths that cannot wait for a timer)."""
+        self.cancel()
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._process.wait()
+
+    def _kill(self) -> None:
+        self._kill_deadline = None
+        if self._process.poll() is None:
+            _signal_group(self._process, hard=True)
+
+    @property
+    def running(self) -> bool:
+        return self.outcome() is None
+
+    def outcome(self) -> EngineOutcome | None:
+        """None while the engine runs; afterwards how it ended (once all its output has been read)."""
+        if self._outcome is not None:
+            return self._outcome
+        code = self._process.poll()
+        if code is None or any(reader.is_alive() for reader in self._readers):
+            return None
+        self.poll()
+        self._outcome = self._conclude(code)
+        self._stderr_log.close()
+        _LIVE.discard(self)
+        return self._outcome
+
+    def wait(self, interval: float = 0.05) -> EngineOutcome:
+        """Block until the engine ends (scripts and background mode); events are dropped."""
+        while (outcome := self.outcome()) is None:
+            self.poll()
+            time.sleep(interval)
+        return outcome
+
+    def _conclude(self, code: int) -> EngineOutcome:
+        if code == protocol.EXIT_OK and self._result_path is not None:
+            return EngineOutcome("done", "finished", self._result_path)
+        if self._cancel_requested or code == protocol.EXIT_CANCELLED:
+            return EngineOutcome("cancelled", f"Cancelled; the job folder {self.job_dir} keeps what was computed.")
+        if self._last_error:
+            reason = self._last_error
+        elif code < 0:
+            reason = f"the engine was stopped by signal {_signal_name(-code)}"
+        elif code == protocol.EXIT_OK:
+            reason = "the engine ended without announcing a result"
+        else:
+            tail = [line for line in self._stderr_tail if line.strip()][-3:]
+            reason = f"the engine failed (exit code {code})" + (": " + " | ".join(tail) if tail else "")
+        return EngineOutcome("failed", f"{reason[:1].upper()}{reason[1:]}. Details: {self.stderr_log}")
+
+
+def _own_process_group() -> dict[str, Any]:
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def _signal_group(process: subprocess.Popen, hard: bool) -> None:
+    """Ask the engine's whole process group to stop (hard: kill it)."""
+    try:
+        if sys.platform == "win32":
+            if hard:
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+            else:
+                process.send_signal(signal.CTRL_BREAK_EVENT)
+        else:
+            os.killpg(process.pid, signal.SIGKILL if hard else signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+_LIVE: set[EngineProcess] = set()
+
+
+def stop_all() -> None:
+    """Stop every engine still running (add-on unregistered, file closed, Blender quitting)."""
+    for process in list(_LIVE):
+        process.stop()
+        process.outcome()
+        _LIVE.discard(process)
+
+
+atexit.register(stop_all)

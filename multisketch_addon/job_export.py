@@ -1,0 +1,248 @@
+"""Turn a sketch in the scene into a job folder the engine can run, and remember how to map results back.
+
+The engine knows strokes only as `<path>` indices of an SVG. The export writes one `<path>` per
+Grease Pencil stroke, from the original (rest) drawings, in canvas pixels, and records in
+`blender_map.json` which Grease Pencil object and stroke each index came from, so that write-back
+needs nothing but the job folder. Every check that can fail runs before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import scene_model
+from .contract import errors, protocol
+from .preferences import addon_preferences, cache_folder
+from .properties import steps_per_stage
+
+SKETCH_FILE = "sketch.svg"
+MAP_FILE = "blender_map.json"
+TINY_MODEL_FOLDER = "models/tiny"
+# Half the stroke width of Live-Sketch's sketches (3 px), for strokes that carry no radius.
+DEFAULT_RADIUS_PX = 1.5
+
+
+class JobExportError(Exception):
+    """The scene cannot be animated as it is; the message says what to change."""
+
+
+@dataclass
+class ObjectLink:
+    """Where one engine object lives in the scene."""
+
+    collection: str
+    gp_object: str
+
+
+@dataclass
+class ExportedJob:
+    """A written job folder and the maps from the engine's names and indices back to the scene."""
+
+    job_dir: Path
+    sketch_path: Path
+    spec_path: Path
+    map_path: Path
+    spec: protocol.JobSpec
+    objects: dict[str, ObjectLink]
+    strokes: list[tuple[str, int]]
+    background: str | None
+
+    @property
+    def result_path(self) -> Path:
+        return self.job_dir / protocol.RESULT
+
+    @classmethod
+    def load(cls, job_dir: Path) -> ExportedJob:
+        """Read back a job folder written by `export_job`."""
+        job_dir = Path(job_dir)
+        mapping = json.loads((job_dir / MAP_FILE).read_text(encoding="utf-8"))
+        return cls(
+            job_dir=job_dir,
+            sketch_path=job_dir / SKETCH_FILE,
+            spec_path=job_dir / protocol.JOB_SPEC,
+            map_path=job_dir / MAP_FILE,
+            spec=protocol.JobSpec.load(job_dir / protocol.JOB_SPEC),
+            objects={name: ObjectLink(**link) for name, link in mapping["objects"].items()},
+            strokes=[(gp_object, index) for gp_object, index in mapping["strokes"]],
+            background=mapping["background"],
+        )
+
+
+@dataclass
+class _Stroke:
+    points: list[tuple[float, float]]
+    width: float
+
+
+def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir: Path) -> ExportedJob:
+    """Check the sketch, then write `sketch.svg`, `job.json` and `blender_map.json` into `job_dir`."""
+    settings = context.scene.multisketch
+    if not settings.prompt.strip():
+        raise JobExportError(
+            "The scene prompt is empty: describe what happens, e.g. 'a cat jumps over a ball' (MultiSketch sidebar)"
+        )
+    owners = _object_owners(sketch)
+    background = scene_model.background_object(sketch)
+    gp_objects = ([background] if background is not None else []) + [ob for ob, _ in owners]
+
+    strokes: list[_Stroke] = []
+    origins: list[tuple[str, int]] = []
+    first_index: dict[str, int] = {}
+    for ob in gp_objects:
+        first_index[ob.name] = len(strokes)
+        for index, stroke in enumerate(_read_strokes(ob)):
+            strokes.append(stroke)
+            origins.append((ob.name, index))
+
+    objects, links = [], {}
+    for ob, collection in owners:
+        start = first_index[ob.name]
+        count = len(scene_model.rest_drawing(ob).strokes)
+        objects.append(
+            protocol.ObjectSpec(
+                name=collection.name,
+                strokes=list(range(start, start + count)),
+                prompt=collection.multisketch.prompt.strip() or None,
+                static=collection.multisketch.static,
+            )
+        )
+        links[collection.name] = ObjectLink(collection=collection.name, gp_object=ob.name)
+
+    spec = _job_spec(context, objects)
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    exported = ExportedJob(
+        job_dir=job_dir,
+        sketch_path=job_dir / SKETCH_FILE,
+        spec_path=job_dir / protocol.JOB_SPEC,
+        map_path=job_dir / MAP_FILE,
+        spec=spec,
+        objects=links,
+        strokes=origins,
+        background=background.name if background is not None else None,
+    )
+    _write_svg(exported.sketch_path, scene_model.canvas_size(sketch), strokes)
+    spec.save(exported.spec_path)
+    mapping = {
+        "sketch": sketch.name,
+        "background": exported.background,
+        "objects": {name: {"collection": link.collection, "gp_object": link.gp_object} for name, link in links.items()},
+        "strokes": [list(origin) for origin in origins],
+    }
+    exported.map_path.write_text(json.dumps(mapping, indent=1) + "\n", encoding="utf-8")
+    return exported
+
+
+def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object, bpy.types.Collection]]:
+    """Each object collection with its Grease Pencil object, after checking that there is something to animate."""
+    collections = scene_model.object_collections(sketch)
+    if not collections:
+        raise JobExportError(
+            f"Nothing to animate: the sketch '{sketch.name}' has no objects yet. Select strokes and use "
+            "'New Object' (or 'Suggest Grouping') in the MultiSketch sidebar"
+        )
+    owners: list[tuple[bpy.types.Object, bpy.types.Collection]] = []
+    owner_of: dict[str, str] = {}
+    background = scene_model.background_object(sketch)
+    if background is not None:
+        owner_of[background.name] = f"the background of '{sketch.name}'"
+    for collection in collections:
+        drawings = [ob for ob in collection.objects if ob.type == "GREASEPENCIL"]
+        if len(drawings) > 1:
+            names = ", ".join(f"'{ob.name}'" for ob in drawings)
+            raise JobExportError(
+                f"The object '{collection.name}' holds several Grease Pencil objects ({names}): "
+                "join them into one (Ctrl+J) or move the extra ones to other objects"
+            )
+        ob = scene_model.drawing_object(collection)
+        if ob is None or len(scene_model.rest_drawing(ob).strokes) == 0:
+            raise JobExportError(
+                f"The object '{collection.name}' has no strokes: assign strokes to it or delete the collection"
+            )
+        if ob.name in owner_of:
+            raise JobExportError(
+                f"The strokes of '{ob.name}' are in two objects, {owner_of[ob.name]} and '{collection.name}': "
+                f"unlink '{ob.name}' from one of them (Object Properties > Collections)"
+            )
+        owner_of[ob.name] = f"'{collection.name}'"
+        owners.append((ob, collection))
+    if all(collection.multisketch.static for collection in collections):
+        raise JobExportError(
+            f"Nothing to animate: every object of '{sketch.name}' is static. Untick 'Static' on at least one"
+        )
+    return owners
+
+
+def _read_strokes(ob: bpy.types.Object) -> list[_Stroke]:
+    """The rest drawing's strokes as canvas-pixel Bezier chains with their width."""
+    drawing = scene_model.rest_drawing(ob)
+    px_per_unit = 1.0 / float(ob["multisketch_canvas"][0])
+    offsets = np.empty(len(drawing.curve_offsets), np.int32)
+    drawing.curve_offsets.foreach_get("value", offsets)
+    radius = drawing.attributes.get("radius")
+    radii = np.full(offsets[-1], DEFAULT_RADIUS_PX / px_per_unit, np.float32)
+    if radius is not None:
+        radius.data.foreach_get("value", radii)
+    strokes = []
+    for index, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        points = scene_model.local_to_canvas(ob, scene_model.stroke_control_points(drawing, index))
+        width = 2.0 * px_per_unit * float(radii[start:stop].mean()) if stop > start else 0.0
+        strokes.append(_Stroke(points=points, width=width))
+    return strokes
+
+
+def _job_spec(context: bpy.types.Context, objects: list[protocol.ObjectSpec]) -> protocol.JobSpec:
+    settings = context.scene.multisketch
+    prefs = addon_preferences(context)
+    if settings.prior == "tiny":
+        model = str(cache_folder(context) / TINY_MODEL_FOLDER)
+    else:
+        model = prefs.model.strip() or protocol.DEFAULT_MODEL
+    spec = protocol.JobSpec(
+        sketch=SKETCH_FILE,
+        prompt=settings.prompt.strip(),
+        objects=objects,
+        frames=settings.frames,
+        steps=steps_per_stage(settings),
+        size=settings.size,
+        seed=settings.seed,
+        prior=settings.prior,
+        model=model,
+        device=prefs.device if settings.device == "PREFERENCES" else settings.device,
+    )
+    try:
+        spec.validate()
+    except errors.UserError as exc:
+        raise JobExportError(f"The job settings cannot work: {exc}") from None
+    return spec
+
+
+def _write_svg(path: Path, canvas: tuple[float, float], strokes: list[_Stroke]) -> None:
+    width, height = canvas
+    lines = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
+        f'viewBox="0 0 {_num(width)} {_num(height)}">'
+    ]
+    for stroke in strokes:
+        (x0, y0), rest = stroke.points[0], stroke.points[1:]
+        commands = [f"M {_num(x0)} {_num(y0)}"]
+        for start in range(0, len(rest) - 2, 3):
+            triple = rest[start : start + 3]
+            commands.append("C " + " ".join(f"{_num(x)} {_num(y)}" for x, y in triple))
+        lines.append(
+            f'<path d="{" ".join(commands)}" fill="none" stroke="black" '
+            f'stroke-width="{_num(stroke.width)}" stroke-linecap="round" stroke-linejoin="round"/>'
+        )
+    lines.append("</svg>")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _num(value: float) -> str:
+    """A coordinate with sub-micropixel precision and no needless digits."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text

@@ -1,0 +1,136 @@
+"""The settings a user edits (saved with the .blend) and the state of a running job (never saved).
+
+Scene settings say what to animate and how; per-object settings live on the object's collection so
+that they travel with it. The running job's progress sits on the window manager, which Blender does
+not save, so a file saved mid-run never reopens showing a job that is no longer there.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+# Steps per stage of each quality preset; "paper" is the paper's setting.
+QUALITY_STEPS = {"DRAFT": 100, "STANDARD": 400, "PAPER": 1000}
+
+
+def _is_sketch(_settings: bpy.types.PropertyGroup, collection: bpy.types.Collection) -> bool:
+    return bool(collection.get("multisketch_sketch"))
+
+
+class MultiSketchObjectSettings(bpy.types.PropertyGroup):
+    """What one object of a sketch (an object collection) should do."""
+
+    prompt: StringProperty(
+        name="Prompt",
+        description="This object's own motion, used for its own stage (empty: the scene prompt)",
+    )
+    static: BoolProperty(
+        name="Static",
+        description="Draw this object but never move it",
+        default=False,
+    )
+
+
+class MultiSketchSceneSettings(bpy.types.PropertyGroup):
+    """How to animate the scene's sketch."""
+
+    prompt: StringProperty(
+        name="Prompt",
+        description="What happens in the scene, e.g. 'a cat jumps over a ball'",
+    )
+    sketch: PointerProperty(
+        name="Sketch",
+        description="The sketch to animate when the scene holds several",
+        type=bpy.types.Collection,
+        poll=_is_sketch,
+    )
+    frames: IntProperty(
+        name="Frames",
+        description="Frames of the animation (the video prior plays 8 frames per second)",
+        default=24,
+        min=2,
+        soft_max=48,
+    )
+    quality: EnumProperty(
+        name="Quality",
+        description="Optimization steps per stage",
+        items=(
+            ("DRAFT", "Draft", f"{QUALITY_STEPS['DRAFT']} steps per stage: a quick look"),
+            ("STANDARD", "Standard", f"{QUALITY_STEPS['STANDARD']} steps per stage"),
+            ("PAPER", "Paper", f"{QUALITY_STEPS['PAPER']} steps per stage, as in the paper"),
+            ("CUSTOM", "Custom", "Set the steps per stage yourself"),
+        ),
+        default="PAPER",
+    )
+    steps: IntProperty(
+        name="Steps",
+        description="Optimization steps per stage (Custom quality)",
+        default=1000,
+        min=0,
+        soft_max=2000,
+    )
+    size: IntProperty(
+        name="Render Size",
+        description="Side of the square frames the video prior sees, in pixels",
+        default=256,
+        min=16,
+        soft_max=512,
+    )
+    seed: IntProperty(name="Seed", description="Random seed: the same seed gives the same animation", default=0, min=0)
+    device: EnumProperty(
+        name="Device",
+        description="Where the engine computes",
+        items=(
+            ("PREFERENCES", "From Preferences", "The device set in the add-on preferences"),
+            ("auto", "Auto", "The GPU when there is one, else the CPU"),
+            ("cpu", "CPU", "The CPU (slow with the real model)"),
+            ("cuda", "CUDA GPU", "An NVIDIA GPU"),
+        ),
+        default="PREFERENCES",
+    )
+    prior: EnumProperty(
+        name="Prior",
+        description="The text-to-video model that judges the motion",
+        items=(
+            ("modelscope", "ModelScope", "ModelScope text-to-video (weights licence CC-BY-NC-4.0)"),
+            (
+                "tiny",
+                "Tiny (test)",
+                "A tiny random-weight model: checks the pipeline in seconds, animates nothing useful",
+            ),
+        ),
+        default="modelscope",
+    )
+
+
+class MultiSketchJobState(bpy.types.PropertyGroup):
+    """Progress of the running job, for the panel to draw."""
+
+    running: BoolProperty(name="Running", default=False)
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR", default=0.0)
+    stage: StringProperty(name="Stage")
+    step: IntProperty(name="Step", default=0)
+    steps: IntProperty(name="Steps", default=0)
+    eta: StringProperty(name="Time Left")
+    message: StringProperty(name="Message", description="How the last job ended")
+
+
+def steps_per_stage(settings: MultiSketchSceneSettings) -> int:
+    """The optimization steps per stage that the chosen quality means."""
+    return settings.steps if settings.quality == "CUSTOM" else QUALITY_STEPS[settings.quality]
+
+
+CLASSES = (MultiSketchObjectSettings, MultiSketchSceneSettings, MultiSketchJobState)
+
+
+def register() -> None:
+    bpy.types.Scene.multisketch = PointerProperty(type=MultiSketchSceneSettings)
+    bpy.types.Collection.multisketch = PointerProperty(type=MultiSketchObjectSettings)
+    bpy.types.WindowManager.multisketch_job = PointerProperty(type=MultiSketchJobState)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.multisketch_job
+    del bpy.types.Collection.multisketch
+    del bpy.types.Scene.multisketch

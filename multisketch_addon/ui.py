@@ -1,0 +1,192 @@
+"""The "MultiSketch" tab of the 3D View sidebar: the user's steps from import to a finished animation.
+
+Import, then the sketch's objects (per-object prompt and static flag, grouping tools), then the
+animation settings and the "Animate with SDS" button, which turns into a progress bar with Cancel
+while the engine runs; once a result exists, "Clear Animation" removes it. The panels only draw:
+every setting lives in `properties.py`, every action in an operator. A setting or operator that is
+missing (an older file, a partial install) is left out instead of breaking the panel.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import scene_model, writeback
+
+CATEGORY = "MultiSketch"
+
+
+def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
+    """The sketch the panel and its buttons work on: the chosen one, else the active object's, else the first."""
+    sketches = scene_model.sketch_collections(context.scene)
+    if not sketches:
+        return None
+    settings = getattr(context.scene, "multisketch", None)
+    chosen = getattr(settings, "sketch", None)
+    if chosen is not None and chosen in sketches:
+        return chosen
+    active = context.active_object
+    owner = scene_model.sketch_of(active) if active is not None else None
+    return owner if owner in sketches else sketches[0]
+
+
+def _has_operator(idname: str) -> bool:
+    category, name = idname.split(".")
+    try:
+        getattr(getattr(bpy.ops, category), name).get_rna_type()
+    except KeyError:
+        return False
+    return True
+
+
+def _operator(layout: bpy.types.UILayout, idname: str, **options) -> None:
+    if _has_operator(idname):
+        layout.operator(idname, **options)
+
+
+def _prop(layout: bpy.types.UILayout, owner, name: str, **options) -> None:
+    if owner is not None and name in owner.bl_rna.properties:
+        layout.prop(owner, name, **options)
+
+
+def _preferences(context: bpy.types.Context):
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def _stroke_count(gp_object: bpy.types.Object | None) -> int:
+    if gp_object is None:
+        return 0
+    drawing = scene_model.rest_drawing(gp_object)
+    return 0 if drawing is None else len(drawing.curve_offsets) - 1
+
+
+class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
+    """Remove the sketch's animation and show the sketch as it was drawn"""
+
+    bl_idname = "multisketch.clear_animation"
+    bl_label = "Clear Animation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        sketch = active_sketch(context)
+        return sketch is not None and writeback.has_result(sketch)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        writeback.clear_result(active_sketch(context))
+        return {"FINISHED"}
+
+
+class _SidebarPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+
+class MULTISKETCH_PT_sketch(_SidebarPanel, bpy.types.Panel):
+    """Where a sketch comes in, and which one the tab works on."""
+
+    bl_label = "MultiSketch"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        _operator(layout, "multisketch.import_svg", text="Import SVG Sketch", icon="IMPORT")
+        sketches = scene_model.sketch_collections(context.scene)
+        if len(sketches) > 1:
+            _prop(layout, getattr(context.scene, "multisketch", None), "sketch")
+        sketch = active_sketch(context)
+        if sketch is None:
+            layout.label(text="Import an SVG sketch to start", icon="INFO")
+            return
+        width, height = scene_model.canvas_size(sketch)
+        layout.label(text=f"{sketch.name}: {width:g} x {height:g} px", icon="OUTLINER_COLLECTION")
+
+
+class MULTISKETCH_PT_objects(_SidebarPanel, bpy.types.Panel):
+    """The sketch's objects: what moves, with which prompt, and the tools that group strokes."""
+
+    bl_label = "Objects"
+    bl_parent_id = "MULTISKETCH_PT_sketch"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return active_sketch(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        sketch = active_sketch(context)
+        objects = scene_model.object_collections(sketch)
+        if not objects:
+            layout.label(text="No objects yet: group strokes below", icon="INFO")
+        for collection in objects:
+            settings = getattr(collection, "multisketch", None)
+            box = layout.box()
+            row = box.row(align=True)
+            strokes = _stroke_count(scene_model.drawing_object(collection))
+            row.label(text=f"{collection.name} ({strokes} strokes)", icon="OUTLINER_COLLECTION")
+            _prop(row, settings, "static", text="", icon="PINNED" if getattr(settings, "static", False) else "UNPINNED")
+            if not getattr(settings, "static", False):
+                _prop(box, settings, "prompt", text="", placeholder="own prompt (optional)")
+        background = _stroke_count(scene_model.background_object(sketch))
+        if background:
+            layout.label(text=f"Background: {background} strokes, never move", icon="IMAGE_BACKGROUND")
+        column = layout.column(align=True)
+        _operator(column, "multisketch.new_object", text="New Object from Selection", icon="ADD")
+        _operator(column, "multisketch.assign_to_object", text="Assign Selection to Object", icon="FORWARD")
+        _operator(column, "multisketch.suggest_grouping", text="Suggest Grouping", icon="LIGHT")
+        _operator(column, "multisketch.accept_grouping", text="Accept Suggestion", icon="CHECKMARK")
+
+
+class MULTISKETCH_PT_animate(_SidebarPanel, bpy.types.Panel):
+    """The scene prompt, the run's settings, and the run itself."""
+
+    bl_label = "Animate"
+    bl_parent_id = "MULTISKETCH_PT_sketch"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return active_sketch(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = getattr(context.scene, "multisketch", None)
+        job = getattr(context.window_manager, "multisketch_job", None)
+        running = bool(getattr(job, "running", False))
+
+        settings_column = layout.column()
+        settings_column.enabled = not running
+        _prop(settings_column, settings, "prompt", text="", placeholder="what happens in the scene")
+        _prop(settings_column, settings, "frames")
+        _prop(settings_column, settings, "quality")
+        if getattr(settings, "quality", "CUSTOM") == "CUSTOM":
+            _prop(settings_column, settings, "steps")
+        _prop(settings_column, settings, "size")
+        _prop(settings_column, settings, "seed")
+        _prop(settings_column, settings, "device")
+        _prop(settings_column, settings, "prior")
+        if getattr(settings, "prior", "modelscope") == "modelscope":
+            _prop(settings_column, _preferences(context), "model")
+
+        if running:
+            self._draw_progress(layout, job)
+        else:
+            _operator(layout, "multisketch.animate", text="Animate with SDS", icon="PLAY")
+        message = getattr(job, "message", "")
+        if message and not running:
+            layout.label(text=message, icon="INFO")
+        sketch = active_sketch(context)
+        if not running and writeback.has_result(sketch):
+            layout.operator(MULTISKETCH_OT_clear_animation.bl_idname, icon="TRASH")
+
+    @staticmethod
+    def _draw_progress(layout: bpy.types.UILayout, job) -> None:
+        stage = job.stage or "starting"
+        step = f"  step {job.step}/{job.steps}" if job.steps else ""
+        eta = f"  {job.eta} left" if job.eta else ""
+        row = layout.row(align=True)
+        row.progress(factor=job.progress, type="BAR", text=f"{stage}{step}{eta}")
+        _operator(row, "multisketch.cancel", text="", icon="CANCEL")
+
+
+CLASSES = (MULTISKETCH_OT_clear_animation, MULTISKETCH_PT_sketch, MULTISKETCH_PT_objects, MULTISKETCH_PT_animate)

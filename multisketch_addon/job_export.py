@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -19,6 +20,9 @@ from . import scene_model
 from .contract import errors, protocol
 from .preferences import addon_preferences, cache_folder
 from .properties import steps_per_stage
+
+if TYPE_CHECKING:
+    from server.protocol import JobSpec, ObjectSpec
 
 SKETCH_FILE = "sketch.svg"
 MAP_FILE = "blender_map.json"
@@ -47,7 +51,7 @@ class ExportedJob:
     sketch_path: Path
     spec_path: Path
     map_path: Path
-    spec: protocol.JobSpec
+    spec: JobSpec
     objects: dict[str, ObjectLink]
     strokes: list[tuple[str, int]]
     background: str | None
@@ -67,7 +71,7 @@ class ExportedJob:
             spec_path=job_dir / protocol.JOB_SPEC,
             map_path=job_dir / MAP_FILE,
             spec=protocol.JobSpec.load(job_dir / protocol.JOB_SPEC),
-            objects={name: ObjectLink(**link) for name, link in mapping["objects"].items()},
+            objects={name: ObjectLink(link["collection"], link["object"]) for name, link in mapping["objects"].items()},
             strokes=[(gp_object, index) for gp_object, index in mapping["strokes"]],
             background=mapping["background"],
         )
@@ -77,6 +81,20 @@ class ExportedJob:
 class _Stroke:
     points: list[tuple[float, float]]
     width: float
+
+
+def sketch_to_animate(context: bpy.types.Context) -> bpy.types.Collection:
+    """The sketch chosen in the sidebar, or the scene's only sketch."""
+    chosen = context.scene.multisketch.sketch
+    sketches = scene_model.sketch_collections(context.scene)
+    if chosen is not None and chosen in sketches:
+        return chosen
+    if not sketches:
+        raise JobExportError("Nothing to animate: the scene has no sketch. Import one first (MultiSketch > Import SVG)")
+    if len(sketches) > 1:
+        names = ", ".join(f"'{sketch.name}'" for sketch in sketches)
+        raise JobExportError(f"The scene holds several sketches ({names}): choose one in the MultiSketch sidebar")
+    return sketches[0]
 
 
 def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir: Path) -> ExportedJob:
@@ -131,7 +149,7 @@ def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir
     mapping = {
         "sketch": sketch.name,
         "background": exported.background,
-        "objects": {name: {"collection": link.collection, "gp_object": link.gp_object} for name, link in links.items()},
+        "objects": {name: {"collection": link.collection, "object": link.gp_object} for name, link in links.items()},
         "strokes": [list(origin) for origin in origins],
     }
     exported.map_path.write_text(json.dumps(mapping, indent=1) + "\n", encoding="utf-8")
@@ -196,7 +214,7 @@ def _read_strokes(ob: bpy.types.Object) -> list[_Stroke]:
     return strokes
 
 
-def _job_spec(context: bpy.types.Context, objects: list[protocol.ObjectSpec]) -> protocol.JobSpec:
+def _job_spec(context: bpy.types.Context, objects: list[ObjectSpec]) -> JobSpec:
     settings = context.scene.multisketch
     prefs = addon_preferences(context)
     if settings.prior == "tiny":

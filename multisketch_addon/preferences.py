@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
@@ -70,7 +71,7 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
 
 
 def addon_preferences(context: bpy.types.Context) -> MultiSketchPreferences:
-    return context.preferences.addons[__package__].preferences
+    return cast(MultiSketchPreferences, context.preferences.addons[__package__].preferences)
 
 
 def cache_folder(context: bpy.types.Context) -> Path:

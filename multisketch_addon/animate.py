@@ -1,0 +1,282 @@
+"""Animate with SDS: export the sketch as a job, run the engine, follow it, and write the result back.
+
+In the UI the operator runs modally on a timer, so Blender stays responsive for the minutes a job
+takes; from a script or in background mode it runs to completion before returning. The scene is
+touched only once the engine has finished, in one step (one undo step), so a cancelled or failed
+job leaves it exactly as it was. Job folders are kept: they hold the checkpoints that let the same
+job, started again with the same settings, resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import bpy
+
+from . import writeback
+from .contract import protocol
+from .engine_process import EngineError, EngineOutcome, EngineProcess, check_interpreter, stop_all
+from .job_export import MAP_FILE, SKETCH_FILE, ExportedJob, JobExportError, export_job, sketch_to_animate
+from .preferences import addon_preferences, cache_folder
+
+JOBS_FOLDER = "jobs"
+ReportLevel = Literal["INFO", "WARNING", "ERROR"]
+POLL_INTERVAL_S = 0.1
+
+
+class AnimationJob:
+    """One sketch being animated: its job folder, its engine process, the progress shown to the user."""
+
+    def __init__(self, sketch_name: str, exported: ExportedJob, process: EngineProcess, resumed: bool) -> None:
+        self.sketch_name = sketch_name
+        self.exported = exported
+        self.process = process
+        self.resumed = resumed
+
+    def update(self, context: bpy.types.Context) -> EngineOutcome | None:
+        """Show the engine's new progress; how it ended once it has."""
+        state = context.window_manager.multisketch_job
+        for event in self.process.poll():
+            _show_event(state, event)
+        outcome = self.process.outcome()
+        if outcome is None:
+            _redraw_sidebars(context)
+        return outcome
+
+    def cancel(self) -> None:
+        self.process.cancel()
+
+    def wait(self, context: bpy.types.Context) -> EngineOutcome:
+        """Follow the engine until it ends (no event loop: scripts, background mode)."""
+        try:
+            while (outcome := self.update(context)) is None:
+                time.sleep(POLL_INTERVAL_S)
+        except BaseException:
+            self.process.stop()
+            raise
+        return outcome
+
+    def conclude(self, context: bpy.types.Context, outcome: EngineOutcome) -> tuple[ReportLevel, str]:
+        """Apply a finished result to the scene; returns the report level and message for the user."""
+        global _running
+        _running = None
+        state = context.window_manager.multisketch_job
+        state.running = False
+        level: ReportLevel = "ERROR"
+        message = outcome.message
+        if outcome.status == "cancelled":
+            level = "WARNING"
+        elif outcome.status == "done":
+            level, message = self._apply(context)
+        state.message = message
+        _redraw_sidebars(context)
+        return level, message
+
+    def _apply(self, context: bpy.types.Context) -> tuple[ReportLevel, str]:
+        sketch: bpy.types.Collection | None = bpy.data.collections.get(self.sketch_name)
+        if sketch is None:
+            return "ERROR", f"The sketch '{self.sketch_name}' is gone; the result stays in {self.exported.job_dir}"
+        try:
+            writeback.apply_result(context, sketch, self.exported)
+        except Exception as exc:  # the user gets one line; the result file stays for another try
+            return "ERROR", f"Could not write the result into the scene ({exc}); it stays in {self.exported.job_dir}"
+        return "INFO", f"Animated '{self.sketch_name}' ({self.exported.spec.frames} frames)"
+
+
+_running: AnimationJob | None = None
+
+
+def running_job() -> AnimationJob | None:
+    """The job in progress, if any (one at a time)."""
+    return _running
+
+
+def start_job(context: bpy.types.Context) -> AnimationJob:
+    """Export the chosen sketch and start the engine on it; raises JobExportError or EngineError."""
+    global _running
+    if _running is not None:
+        raise EngineError(f"A job is already running on '{_running.sketch_name}': wait for it or cancel it first")
+    sketch = sketch_to_animate(context)
+    jobs = cache_folder(context) / JOBS_FOLDER
+    job_dir = _new_job_dir(jobs, sketch.name)
+    try:
+        exported = export_job(context, sketch, job_dir)
+        interpreter = check_interpreter(addon_preferences(context).python_path)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    previous = _resumable_job(jobs, sketch.name, exported)
+    if previous is not None:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        exported = ExportedJob.load(previous)
+    process = EngineProcess(interpreter, exported.job_dir, resume=previous is not None)
+    state = context.window_manager.multisketch_job
+    state.running, state.progress, state.step, state.steps = True, 0.0, 0, exported.spec.steps
+    state.stage, state.eta, state.message = "resuming" if previous else "starting", "", ""
+    _running = AnimationJob(sketch.name, exported, process, resumed=previous is not None)
+    return _running
+
+
+def _new_job_dir(jobs: Path, sketch_name: str) -> Path:
+    stem = f"{bpy.path.clean_name(sketch_name)}-{datetime.now():%Y%m%d-%H%M%S}"
+    for suffix in range(1000):
+        candidate = jobs / (stem if suffix == 0 else f"{stem}-{suffix}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise JobExportError(f"Cannot create a job folder in {jobs}: {exc.strerror or exc}") from None
+        return candidate
+    raise JobExportError(f"Cannot create a job folder in {jobs}: too many jobs started this second")
+
+
+def _resumable_job(jobs: Path, sketch_name: str, exported: ExportedJob) -> Path | None:
+    """An earlier, unfinished job of the same sketch with the very same inputs and a checkpoint, if any."""
+    inputs = (SKETCH_FILE, protocol.JOB_SPEC, MAP_FILE)
+    fresh = [(exported.job_dir / name).read_bytes() for name in inputs]
+    for candidate in sorted(jobs.glob(f"{bpy.path.clean_name(sketch_name)}-*"), reverse=True):
+        if candidate == exported.job_dir or (candidate / protocol.RESULT).exists():
+            continue
+        if not any((candidate / protocol.CHECKPOINTS_DIR).glob("*.pt")):
+            continue
+        if all((candidate / name).is_file() for name in inputs) and fresh == [
+            (candidate / name).read_bytes() for name in inputs
+        ]:
+            return candidate
+    return None
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
+    kind = event["event"]
+    if kind == "stage":
+        state.stage = str(event.get("stage", ""))
+        state.step = 0
+    elif kind == "step":
+        state.stage = str(event.get("stage", state.stage))
+        state.step = int(event.get("step", 0))
+        state.steps = int(event.get("steps", state.steps))
+        state.progress = min(max(float(event.get("progress", 0.0)), 0.0), 1.0)
+        state.eta = _format_seconds(event.get("eta_s"))
+
+
+def _redraw_sidebars(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+class MULTISKETCH_OT_animate(bpy.types.Operator):
+    """Animate the sketch's objects with the text-to-video prior (score distillation), then key the result"""
+
+    bl_idname = "multisketch.animate"
+    bl_label = "Animate with SDS"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if _running is not None:
+            cls.poll_message_set("A job is running: wait for it or cancel it")
+            return False
+        return context.scene is not None
+
+    def _start(self, context: bpy.types.Context) -> AnimationJob | None:
+        try:
+            return start_job(context)
+        except (JobExportError, EngineError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+
+    def _finish(self, context: bpy.types.Context, job: AnimationJob, outcome: EngineOutcome) -> set[str]:
+        level, message = job.conclude(context, outcome)
+        self.report({level}, message)
+        return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        return self._finish(context, job, job.wait(context))
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        self._job = self._start(context)
+        if self._job is None:
+            return {"CANCELLED"}
+        if self._job.resumed:
+            self.report({"INFO"}, f"Resuming the unfinished job in {self._job.exported.job_dir}")
+        self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC" and event.value == "PRESS":
+            self._job.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        outcome = self._job.update(context)
+        if outcome is None:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(context, self._job, outcome)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the operator (window closed, file loaded): stop the engine, keep the scene."""
+        context.window_manager.event_timer_remove(self._timer)
+        self._job.process.stop()
+        self._job.conclude(context, self._job.process.wait())
+
+
+class MULTISKETCH_OT_cancel(bpy.types.Operator):
+    """Stop the running job; its folder keeps what was computed, and the scene stays as it was"""
+
+    bl_idname = "multisketch.cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _running is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        _running.cancel()
+        self.report({"INFO"}, "Stopping the engine...")
+        return {"FINISHED"}
+
+
+@bpy.app.handlers.persistent
+def _stop_before_load(*_args: object) -> None:
+    """Opening another file must not leave an engine running for a scene that is gone."""
+    global _running
+    stop_all()
+    _running = None
+
+
+CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel)
+
+
+def register() -> None:
+    bpy.app.handlers.load_pre.append(_stop_before_load)
+
+
+def unregister() -> None:
+    if _stop_before_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_stop_before_load)
+    _stop_before_load()

@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import bpy
 
-from . import scene_model, writeback
+from . import job_export, scene_model, writeback
 
 CATEGORY = "MultiSketch"
 
 
 def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
-    """The sketch the panel and its buttons work on: the chosen one, else the active object's, else the first."""
-    sketches = scene_model.sketch_collections(context.scene)
-    if not sketches:
+    """The sketch the tab works on, the same one "Animate with SDS" takes; None while that is unclear."""
+    try:
+        return job_export.sketch_to_animate(context)
+    except job_export.JobExportError:
         return None
-    settings = getattr(context.scene, "multisketch", None)
-    chosen = getattr(settings, "sketch", None)
-    if chosen is not None and chosen in sketches:
-        return chosen
-    active = context.active_object
-    owner = scene_model.sketch_of(active) if active is not None else None
-    return owner if owner in sketches else sketches[0]
 
 
 def _has_operator(idname: str) -> bool:
@@ -50,7 +44,7 @@ def _prop(layout: bpy.types.UILayout, owner, name: str, **options) -> None:
 
 
 def _preferences(context: bpy.types.Context):
-    addon = context.preferences.addons.get(__package__)
+    addon: bpy.types.Addon | None = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
 
 
@@ -78,13 +72,13 @@ class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class _SidebarPanel:
+class _SidebarPanel(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = CATEGORY
 
 
-class MULTISKETCH_PT_sketch(_SidebarPanel, bpy.types.Panel):
+class MULTISKETCH_PT_sketch(_SidebarPanel):
     """Where a sketch comes in, and which one the tab works on."""
 
     bl_label = "MultiSketch"
@@ -97,13 +91,14 @@ class MULTISKETCH_PT_sketch(_SidebarPanel, bpy.types.Panel):
             _prop(layout, getattr(context.scene, "multisketch", None), "sketch")
         sketch = active_sketch(context)
         if sketch is None:
-            layout.label(text="Import an SVG sketch to start", icon="INFO")
+            hint = "Choose the sketch to work on" if sketches else "Import an SVG sketch to start"
+            layout.label(text=hint, icon="INFO")
             return
         width, height = scene_model.canvas_size(sketch)
         layout.label(text=f"{sketch.name}: {width:g} x {height:g} px", icon="OUTLINER_COLLECTION")
 
 
-class MULTISKETCH_PT_objects(_SidebarPanel, bpy.types.Panel):
+class MULTISKETCH_PT_objects(_SidebarPanel):
     """The sketch's objects: what moves, with which prompt, and the tools that group strokes."""
 
     bl_label = "Objects"
@@ -138,7 +133,7 @@ class MULTISKETCH_PT_objects(_SidebarPanel, bpy.types.Panel):
         _operator(column, "multisketch.accept_grouping", text="Accept Suggestion", icon="CHECKMARK")
 
 
-class MULTISKETCH_PT_animate(_SidebarPanel, bpy.types.Panel):
+class MULTISKETCH_PT_animate(_SidebarPanel):
     """The scene prompt, the run's settings, and the run itself."""
 
     bl_label = "Animate"

@@ -277,7 +277,7 @@ def clear_result(sketch: bpy.types.Collection) -> None:
             data = result_object.data
             action = result_object.animation_data.action if result_object.animation_data else None
             bpy.data.objects.remove(result_object)
-            if data is not None and data.users == 0:
+            if isinstance(data, bpy.types.GreasePencil) and data.users == 0:
                 bpy.data.grease_pencils.remove(data)
             if action is not None and action.users == 0:
                 bpy.data.actions.remove(action)

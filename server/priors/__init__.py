@@ -1,0 +1,55 @@
+"""The prior: what judges a rendered video and says which way it should change.
+
+Every prior answers two questions: how to prepare for a stage (`condition`, done once per stage) and how far a
+video is from what it wants (`loss`, whose gradient is the direction). The optimizer knows nothing else about
+it, so a diffusion model, a tiny random test model and a known-answer target are interchangeable.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..protocol import JobSpec
+    from ..sketch import Sketch
+
+
+class Prior(abc.ABC):
+    """A score for videos of the sketch; its gradient drives the motion."""
+
+    name: str
+
+    @abc.abstractmethod
+    def condition(self, prompt: str, objects: Sequence[str]) -> object:
+        """Precomputed conditioning for one stage that animates `objects` (names) under `prompt`."""
+
+    @abc.abstractmethod
+    def loss(self, video: torch.Tensor, condition: object, guidance: float, generator: torch.Generator) -> torch.Tensor:
+        """A scalar for `video` (F, 3, H, W) in [0, 1]; its gradient w.r.t. the video is the prior's direction.
+
+        Every random draw comes from `generator` (CPU), so a run can be reproduced and resumed.
+        """
+
+
+def load_prior(spec: JobSpec, sketch: Sketch, device: torch.device) -> Prior:
+    """The prior the job asks for, ready on `device`; UserError when it cannot be had (model missing, bad plan)."""
+    # Imported here: the diffusion priors pull in diffusers and transformers, the target prior does not.
+    if spec.prior == "target":
+        from .target import TargetPrior
+
+        return TargetPrior(spec, sketch, device)
+    from .modelscope import ModelScopePrior
+
+    if spec.prior == "tiny":
+        from .tiny import ensure_tiny_model
+
+        return ModelScopePrior.load(str(ensure_tiny_model(spec.model)), device, spec.size, name="tiny")
+    if spec.prior == "modelscope":
+        return ModelScopePrior.load(spec.model, device, spec.size)
+    raise UserError(f"unknown prior {spec.prior!r}: use modelscope, tiny or target")

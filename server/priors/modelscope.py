@@ -1,0 +1,277 @@
+"""The ModelScope text-to-video prior (UNet3D + SD VAE + CLIP text encoder), loaded component by component.
+
+No diffusers pipeline class: SDS needs only the VAE encoder, the UNet, the text encoder (run once per prompt)
+and the noise schedule. The weights come from a local folder in the diffusers layout or from the Hugging Face
+hub, and are frozen: the gradient flows through the VAE encoder to the video and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+from diffusers.utils import is_accelerate_available
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
+from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
+
+from ..augment import augment
+from ..errors import UserError
+from ..protocol import DEFAULT_MODEL
+from ..sds import sds_loss
+from . import Prior
+
+DEFAULT_MODEL_LICENCE = "CC-BY-NC-4.0"
+FP16_VARIANT = "fp16"
+# Below this much GPU memory the VAE encoder recomputes its activations in the backward pass instead of keeping
+# them: about 5 GiB less at 24 frames of 256 px, for about 15 % more time per step.
+CHECKPOINT_BELOW_BYTES = 40 * 2**30
+
+# What each component's subfolder must hold; a tokenizer saved by transformers 5 keeps only tokenizer.json.
+_COMPONENT_FILES = {
+    "scheduler": ("scheduler_config.json",),
+    "tokenizer": ("vocab.json", "tokenizer.json"),
+    "text_encoder": ("config.json",),
+    "vae": ("config.json",),
+    "unet": ("config.json",),
+}
+_WEIGHTED = ("text_encoder", "vae", "unet")
+_HUB_CONFIG_PATTERNS = ["model_index.json", "scheduler/*.json", "tokenizer/*", "*/config.json"]
+_PIPELINE_CLASS = "TextToVideoSDPipeline"
+
+
+@contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """Reading or writing local files takes a moment: no bars for it on the user's terminal or log."""
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
+@dataclass
+class ModelScopeComponents:
+    """The five parts of a ModelScope-layout text-to-video model."""
+
+    unet: UNet3DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler: DDIMScheduler
+
+    def save(self, folder: Path, variant: str | None = None) -> None:
+        """Write the diffusers layout (one subfolder per component plus model_index.json) into `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with _without_progress_bars():
+            self.unet.save_pretrained(folder / "unet", variant=variant)
+            self.vae.save_pretrained(folder / "vae", variant=variant)
+            self.text_encoder.save_pretrained(folder / "text_encoder", variant=variant)
+            self.tokenizer.save_pretrained(folder / "tokenizer")
+            self.scheduler.save_pretrained(folder / "scheduler")
+        index = {"_class_name": _PIPELINE_CLASS}
+        for name in ("scheduler", "text_encoder", "tokenizer", "unet", "vae"):
+            part = getattr(self, name)
+            index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, dtype: torch.dtype) -> ModelScopeComponents:
+        """Read every component from a local folder, preferring the fp16 weight files where they exist."""
+        _check_layout(folder)
+        variants = {name: _variant(folder / name) for name in _WEIGHTED}
+        try:
+            with _without_progress_bars():
+                return cls(
+                    scheduler=DDIMScheduler.from_pretrained(folder / "scheduler"),
+                    tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+                    text_encoder=CLIPTextModel.from_pretrained(
+                        folder / "text_encoder", dtype=dtype, variant=variants["text_encoder"]
+                    ),
+                    vae=AutoencoderKL.from_pretrained(
+                        folder / "vae",
+                        torch_dtype=dtype,
+                        variant=variants["vae"],
+                        low_cpu_mem_usage=is_accelerate_available(),
+                    ),
+                    unet=UNet3DConditionModel.from_pretrained(
+                        folder / "unet",
+                        torch_dtype=dtype,
+                        variant=variants["unet"],
+                        low_cpu_mem_usage=is_accelerate_available(),
+                    ),
+                )
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load the model in {folder}: {reason}") from None
+
+
+def _check_layout(folder: Path) -> None:
+    for name, files in _COMPONENT_FILES.items():
+        if not any((folder / name / file).is_file() for file in files):
+            expected = " or ".join(f"{name}/{file}" for file in files)
+            raise UserError(
+                f"the model folder {folder} lacks its {name} ({expected} not found): "
+                "it must hold a text-to-video model in the diffusers layout (unet, vae, text_encoder, tokenizer, "
+                "scheduler), e.g. a download of " + DEFAULT_MODEL
+            )
+    for name in _WEIGHTED:
+        if not list((folder / name).glob("*.safetensors")) and not list((folder / name).glob("*.bin")):
+            raise UserError(f"the model folder {folder} lacks the weights of its {name} (no .safetensors file)")
+
+
+def _variant(component: Path) -> str | None:
+    return FP16_VARIANT if list(component.glob(f"*.{FP16_VARIANT}.*")) else None
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    plain = all(part and not part.startswith((".", "~")) and "\\" not in part for part in parts)
+    return 1 <= len(parts) <= 2 and plain
+
+
+def _download_help(model: str) -> str:
+    licence = ""
+    if model == DEFAULT_MODEL:
+        licence = f" (its weights are licensed {DEFAULT_MODEL_LICENCE}: non-commercial use only)"
+    return (
+        f"download it on a machine with internet{licence}: `hf download {model} --local-dir DIR` "
+        "(or `huggingface-cli download ...` with older tools), bring DIR here and pass --model DIR"
+    )
+
+
+def _fetch(model: str) -> Path:
+    """The local snapshot of a hub model (downloaded if needed): configs, tokenizer and one set of weights."""
+    try:
+        folder = Path(snapshot_download(model, allow_patterns=[*_HUB_CONFIG_PATTERNS, f"*.{FP16_VARIANT}.safetensors"]))
+        lacking = [name for name in _WEIGHTED if not list((folder / name).glob("*.safetensors"))]
+        if lacking:  # a model without fp16 files: take its full-precision ones
+            patterns = [*_HUB_CONFIG_PATTERNS, *(f"{name}/*.safetensors" for name in lacking)]
+            folder = Path(snapshot_download(model, allow_patterns=patterns))
+    except RepositoryNotFoundError:
+        raise UserError(
+            f"there is no model {model!r} on the Hugging Face hub and no folder of that name: "
+            f"pass --model with a hub id (default {DEFAULT_MODEL}) or a local folder in the diffusers layout"
+        ) from None
+    except GatedRepoError:
+        raise UserError(
+            f"the model {model!r} needs a Hugging Face login: run `hf auth login`, or {_download_help(model)}"
+        ) from None
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        cause = "HF_HUB_OFFLINE is set" if hub_constants.HF_HUB_OFFLINE else "the Hugging Face hub cannot be reached"
+        raise UserError(
+            f"the model {model!r} is not on this machine and cannot be downloaded ({cause}): {_download_help(model)}"
+        ) from None
+    return folder
+
+
+def resolve_model(model: str) -> Path:
+    """The local folder of `model`: the folder itself, or the cached download of a Hugging Face hub id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if not _looks_like_hub_id(model):
+        raise UserError(
+            f"there is no model folder {path}: pass --model with a folder in the diffusers layout "
+            f"or a Hugging Face hub id such as {DEFAULT_MODEL}"
+        )
+    try:
+        return _fetch(model)
+    except HFValidationError:
+        raise UserError(f"{model!r} is neither a model folder nor a valid Hugging Face hub id") from None
+
+
+class ModelScopePrior(Prior):
+    """SDS from a frozen ModelScope-layout text-to-video model (the real one, or a tiny random one for tests)."""
+
+    def __init__(self, components: ModelScopeComponents, device: torch.device, name: str = "modelscope") -> None:
+        self.name = name
+        self.device = device
+        self.dtype = components.unet.dtype
+        for model in (components.unet, components.vae, components.text_encoder):
+            model.requires_grad_(False)
+            model.eval()
+            model.to(device)
+        self.unet = components.unet
+        self.vae = components.vae
+        self.text_encoder = components.text_encoder
+        self.tokenizer = components.tokenizer
+        self.scheduler = components.scheduler
+        self.latent_scale = float(components.vae.config.scaling_factor)
+        if device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory < CHECKPOINT_BELOW_BYTES:
+            self.vae.enable_gradient_checkpointing()
+        self._embeddings: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def load(cls, model: str, device: torch.device, size: int, name: str = "modelscope") -> ModelScopePrior:
+        """Load `model` (hub id or folder): fp16 on CUDA, fp32 on CPU; UserError if `size` px does not fit it."""
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        prior = cls(ModelScopeComponents.load(resolve_model(model), dtype), device, name)
+        multiple = prior.size_multiple
+        if size % multiple:
+            raise UserError(
+                f"render size {size} px does not fit the {name} model: use a multiple of {multiple} px "
+                f"(e.g. {max(multiple, round(size / multiple) * multiple)})"
+            )
+        return prior
+
+    @property
+    def size_multiple(self) -> int:
+        """Frames must be a multiple of this many pixels: the VAE's and the UNet's downsampling together."""
+        vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        unet_factor = 2 ** (len(self.unet.config.down_block_types) - 1)
+        return vae_factor * unet_factor
+
+    def _embed(self, text: str) -> torch.Tensor:
+        if text not in self._embeddings:
+            tokens = self.tokenizer(
+                text,
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            )
+            with torch.no_grad():
+                self._embeddings[text] = self.text_encoder(tokens.input_ids.to(self.device))[0]
+        return self._embeddings[text]
+
+    def condition(self, prompt: str, objects: Sequence[str]) -> torch.Tensor:
+        """Text embeddings [unconditional, prompt], (2, tokens, dim): the same for every object of the stage."""
+        return torch.cat([self._embed(""), self._embed(prompt)])
+
+    def _predict_noise(
+        self, embeddings: torch.Tensor, noisy: torch.Tensor, timestep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = torch.cat([noisy, noisy]).to(self.dtype)
+        noise = self.unet(batch, timestep, encoder_hidden_states=embeddings).sample
+        uncond, cond = noise.chunk(2)
+        return uncond, cond
+
+    def encode(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Scaled VAE latents (1, C, F, h, w) of `video` (F, 3, H, W) in [0, 1], differentiable in the video."""
+        posterior = self.vae.encode(video.to(self.device, self.dtype) * 2.0 - 1.0).latent_dist
+        draw = torch.randn(posterior.mean.shape, generator=generator).to(self.device, self.dtype)
+        latents = (posterior.mean + posterior.std * draw) * self.latent_scale
+        return latents.permute(1, 0, 2, 3).unsqueeze(0)
+
+    def loss(self, video: torch.Tensor, condition: object, guidance: float, generator: torch.Generator) -> torch.Tensor:
+        """Live-Sketch's SDS on one shared random view of the video (see `server.sds`)."""
+        assert isinstance(condition, torch.Tensor), "condition() of this prior gives the text embeddings"
+        latents = self.encode(augment(video, generator), generator)
+        return sds_loss(latents, partial(self._predict_noise, condition), self.scheduler, guidance, generator)

@@ -1,0 +1,57 @@
+"""Score Distillation Sampling on latents, as Live-Sketch does it with an epsilon-predicting video model.
+
+The denoiser is asked how it would denoise a noised copy of the current latents; the difference between its
+classifier-free-guided noise estimate and the noise actually added is the direction that makes the video more
+likely under the prompt. It is injected as a gradient, never back-propagated through the denoiser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+# Timesteps are drawn uniformly from [T_MIN, T_MAX): very small t carries no signal, very large t no sketch.
+T_MIN = 50
+T_MAX = 950
+
+NoisePredictor = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""(noisy latents, timestep) -> (unconditional, conditional) noise estimates, each shaped like the latents."""
+
+
+class NoiseSchedule(Protocol):
+    """What SDS needs of a diffusers noise scheduler (DDIMScheduler, DDPMScheduler, ...)."""
+
+    alphas_cumprod: torch.Tensor
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+def sds_loss(
+    latents: torch.Tensor,
+    predict_noise: NoisePredictor,
+    scheduler: NoiseSchedule,
+    guidance: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """A scalar whose gradient w.r.t. `latents` is the SDS gradient (1 - alpha_bar_t) (eps_hat - eps).
+
+    `scheduler` is the model's noise scheduler. The timestep and the
+    noise come from `generator` (CPU), so a run is reproducible. The value is half the squared norm of the SDS
+    gradient: it shrinks as the video becomes what the prior expects.
+    """
+    train_steps = len(scheduler.alphas_cumprod)
+    timestep = torch.randint(T_MIN, min(T_MAX, train_steps), (1,), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator).to(device=latents.device, dtype=latents.dtype)
+    alpha_bar = scheduler.alphas_cumprod[timestep].item()
+    with torch.no_grad():
+        noisy = scheduler.add_noise(latents.detach(), noise, timestep.to(latents.device))
+        noise_uncond, noise_cond = predict_noise(noisy, timestep.to(latents.device))
+        guided = noise_uncond.float() + guidance * (noise_cond.float() - noise_uncond.float())
+        gradient = torch.nan_to_num((1.0 - alpha_bar) * (guided - noise.float()), nan=0.0, posinf=0.0, neginf=0.0)
+    # d/dz 0.5 * |z - (z - g)|^2 = g: the gradient reaches the latents exactly, the value reports |g|^2 / 2.
+    target = latents.detach().float() - gradient
+    return 0.5 * (latents.float() - target).pow(2).sum()

@@ -55,6 +55,15 @@ def _stroke_count(gp_object: bpy.types.Object | None) -> int:
     return 0 if drawing is None else len(drawing.curve_offsets) - 1
 
 
+def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> None:
+    stage = job.stage or "starting"
+    step = f"  step {job.step}/{job.steps}" if job.steps else ""
+    eta = f"  {job.eta} left" if job.eta else ""
+    row = layout.row(align=True)
+    row.progress(factor=job.progress, type="BAR", text=f"{stage}{step}{eta}")
+    _operator(row, "multisketch.cancel", text="", icon="CANCEL")
+
+
 class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
     """Remove the sketch's animation and show the sketch as it was drawn"""
 
@@ -164,7 +173,7 @@ class MULTISKETCH_PT_animate(_SidebarPanel):
             _prop(settings_column, _preferences(context), "model")
 
         if running:
-            self._draw_progress(layout, job)
+            _draw_progress(layout, job)
         else:
             _operator(layout, "multisketch.animate", text="Animate with SDS", icon="PLAY")
         message = getattr(job, "message", "")
@@ -173,15 +182,6 @@ class MULTISKETCH_PT_animate(_SidebarPanel):
         sketch = active_sketch(context)
         if not running and writeback.has_result(sketch):
             layout.operator(MULTISKETCH_OT_clear_animation.bl_idname, icon="TRASH")
-
-    @staticmethod
-    def _draw_progress(layout: bpy.types.UILayout, job) -> None:
-        stage = job.stage or "starting"
-        step = f"  step {job.step}/{job.steps}" if job.steps else ""
-        eta = f"  {job.eta} left" if job.eta else ""
-        row = layout.row(align=True)
-        row.progress(factor=job.progress, type="BAR", text=f"{stage}{step}{eta}")
-        _operator(row, "multisketch.cancel", text="", icon="CANCEL")
 
 
 CLASSES = (MULTISKETCH_OT_clear_animation, MULTISKETCH_PT_sketch, MULTISKETCH_PT_objects, MULTISKETCH_PT_animate)

@@ -173,8 +173,8 @@ def _transform(plan: _ObjectPlan, frame: dict) -> _Channels:
     cx, cy = plan.center
     tx, ty = frame["translate"]
     (location,) = scene_model.canvas_to_local(plan.source, [(cx + tx, cy + ty)])
-    scale_x, scale_y = frame["scale"]
-    return tuple(location), (0.0, frame["rotate"], 0.0), (scale_x, 1.0, scale_y)
+    scale_x, scale_y = (float(v) for v in frame["scale"])
+    return location, (0.0, float(frame["rotate"]), 0.0), (scale_x, 1.0, scale_y)
 
 
 def _drawing_points(plan: _ObjectPlan, frame: dict, rest: dict[str, np.ndarray], basis: Matrix) -> dict:
@@ -226,6 +226,7 @@ def _write_object(plan: _ObjectPlan, collection: bpy.types.Collection, numbers: 
         if index != plan.layer_index:
             data.layers.remove(data.layers[index])
     layer = data.layers[0]
+    layer.name = "result"
     for frame in [frame.frame_number for frame in layer.frames if frame.frame_number != plan.rest_frame_number]:
         layer.frames.remove(frame)
     result_object = bpy.data.objects.new(f"{plan.name} result", data)
@@ -313,8 +314,12 @@ def apply_result(context: bpy.types.Context, sketch: bpy.types.Collection, expor
     collection = bpy.data.collections.new(f"{sketch.name} result")
     collection[RESULT_MARK] = 1
     sketch.children.link(collection)
-    for plan in plans:
-        _write_object(plan, collection, numbers)
+    try:
+        for plan in plans:
+            _write_object(plan, collection, numbers)
+    except BaseException:
+        clear_result(sketch)  # never leave half a result behind
+        raise
     scene_fps = scene.render.fps / scene.render.fps_base
     last_shown = numbers[-1] + max(1, round(scene_fps / result["fps"])) - 1
     scene.frame_end = max(scene.frame_end, last_shown)

@@ -1,0 +1,397 @@
+"""The paper's schedule: every moving object alone (local + global motion), then all of them together (local only).
+
+Per-object stages are independent of each other: each object's networks are initialised from the job's seed and
+the object's index, and each stage's random draws come from a generator seeded the same way, so a stage gives the
+same result whether it runs first, last or on its own. The joint stage renders the whole scene (static objects
+and background strokes unmoved), freezes every global predictor and trains only the local ones on the scene
+prompt: the objects keep their planned paths and adapt their shapes to each other.
+
+Checkpoints hold everything a run depends on (networks, optimizers, learning-rate schedules, the generator), so
+a resumed job ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .motion import Motion, ObjectMotion
+from .priors import Prior
+from .protocol import JobSpec, ObjectSpec
+from .render import canvas_to_render, render
+from .sketch import Sketch
+
+JOINT_STAGE = "joint"
+CHECKPOINT_FORMAT = 1
+LATEST_CHECKPOINT = "latest.pt"
+
+# Live-Sketch's optimizer settings.
+LOCAL_LR = 5e-3
+GLOBAL_LR = 1e-4
+ADAM_BETAS = (0.9, 0.9)
+ADAM_EPS = 1e-6
+# Its learning-rate multiplier: a sine warm-up from 0.1 over the first tenth of the steps (100 of 1000), then a
+# log-linear decay to 0.4 at the last step.
+WARMUP_START = 0.1
+WARMUP_FRACTION = 0.1
+FINAL_MULTIPLIER = 0.4
+
+# Keys that make the seeds of different uses of the job seed independent.
+_INIT_SEED, _STAGE_SEED = 0, 1
+
+
+class Cancelled(Exception):
+    """The run was asked to stop; the latest checkpoint holds everything needed to resume it."""
+
+
+@dataclass
+class Stage:
+    """One optimization stage: which objects move, under which prompt, and whether their global motion trains."""
+
+    name: str
+    animated: list[str]
+    prompt: str
+    train_global: bool
+
+
+def plan_stages(spec: JobSpec) -> list[Stage]:
+    """One stage per moving object (spec order), then the joint stage; none when nothing moves.
+
+    With a single moving object there are still two stages: the object alone, then the object among the static
+    objects and background strokes, with its global motion frozen.
+    """
+    moving = spec.moving_objects()
+    stages = [Stage(f"object:{obj.name}", [obj.name], obj.prompt or spec.prompt, True) for obj in moving]
+    if moving:
+        stages.append(Stage(JOINT_STAGE, [obj.name for obj in moving], spec.prompt, False))
+    return stages
+
+
+@dataclass
+class ObjectAnimation:
+    """One object's result, everything in canvas px; static objects have identity frames and their rest points."""
+
+    strokes: list[int]
+    static: bool
+    center: np.ndarray  # (2,) mean of the rest control points
+    translate: np.ndarray  # (F, 2)
+    rotate: np.ndarray  # (F,)
+    shear: np.ndarray  # (F, 2)
+    scale: np.ndarray  # (F, 2)
+    matrix: np.ndarray  # (F, 2, 2)
+    points: list[list[list[np.ndarray]]]  # [frame][stroke][sub-path] -> (3k+1, 2)
+
+
+def lr_multiplier(steps: int) -> Callable[[int], float]:
+    """Live-Sketch's learning-rate multiplier, its 1000-step shape stretched or squeezed to `steps`."""
+    warmup = WARMUP_FRACTION * steps
+    last = max(steps - 1, 1)
+
+    def multiplier(step: int) -> float:
+        delay = WARMUP_START + (1 - WARMUP_START) * math.sin(0.5 * math.pi * min(step / warmup, 1.0)) if warmup else 1
+        return delay * FINAL_MULTIPLIER ** min(step / last, 1.0)
+
+    return multiplier
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A seed for one use of the job's seed (network init of object i, randomness of stage i, ...)."""
+    return int(np.random.SeedSequence([seed % 2**63, *keys]).generate_state(1, dtype=np.uint64)[0] % 2**63)
+
+
+def segment_widths(sketch: Sketch, indices: Sequence[int]) -> np.ndarray:
+    """The stroke width of every segment that `sketch.segments(indices)` returns, in the same order: (S,)."""
+    return np.array(
+        [
+            sketch.strokes[index].width
+            for index in indices
+            for chain in sketch.strokes[index].subpaths
+            for _ in range((len(chain) - 1) // 3)
+        ],
+        dtype=np.float64,
+    )
+
+
+class ObjectLayout:
+    """Where an object's strokes sit in its flat list of control points, to cut it into segments and back."""
+
+    def __init__(self, sketch: Sketch, obj: ObjectSpec, device: torch.device) -> None:
+        self.chains: list[list[tuple[int, int]]] = []  # per stroke, per sub-path: (first point, point count)
+        chains, segments, start = [], [], 0
+        for index in obj.strokes:
+            stroke_chains = []
+            for chain in sketch.strokes[index].subpaths:
+                stroke_chains.append((start, len(chain)))
+                segments += [[start + 3 * k + j for j in range(4)] for k in range((len(chain) - 1) // 3)]
+                chains.append(chain)
+                start += len(chain)
+            self.chains.append(stroke_chains)
+        if not segments:
+            raise UserError(f"object {obj.name!r} has no drawable strokes: give it strokes with at least one segment")
+        self.rest_points = np.concatenate(chains).astype(np.float64)
+        # (S, 4) indices into the flat points, in the order of Sketch.segments(obj.strokes).
+        self.segment_index = torch.tensor(segments, dtype=torch.long, device=device)
+        self.segment_widths = torch.tensor(segment_widths(sketch, obj.strokes), dtype=torch.float32, device=device)
+
+    def regroup(self, points: np.ndarray) -> list[list[np.ndarray]]:
+        """Flat (P, 2) points of one frame -> [stroke][sub-path] chains."""
+        return [[points[start : start + count] for start, count in stroke] for stroke in self.chains]
+
+
+class Optimization:
+    """Runs the stages of one job, with progress events, checkpoints, cancellation and exact resume."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        sketch: Sketch,
+        prior: Prior,
+        device: torch.device,
+        checkpoint_dir: Path,
+        emit: Callable[..., None],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.spec = spec
+        self.sketch = sketch
+        self.prior = prior
+        self.device = torch.device(device)
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.emit = emit
+        self.should_stop = should_stop
+        self.stages = plan_stages(spec)
+        self.layouts = {obj.name: ObjectLayout(sketch, obj, self.device) for obj in spec.objects}
+        self.motions: dict[str, ObjectMotion] = {}
+        for index, obj in enumerate(spec.objects):
+            if not obj.static:
+                self.motions[obj.name] = self._new_motion(index, obj)
+        moving_strokes = {index for obj in spec.moving_objects() for index in obj.strokes}
+        still = [index for index in range(len(sketch.strokes)) if index not in moving_strokes]
+        self.scale, offset_x, offset_y = canvas_to_render(sketch.width, sketch.height, spec.size)
+        self.offset = torch.tensor([offset_x, offset_y], dtype=torch.float32, device=self.device)
+        self.still_segments = torch.tensor(sketch.segments(still), dtype=torch.float32, device=self.device)
+        self.still_widths = torch.tensor(segment_widths(sketch, still), dtype=torch.float32, device=self.device)
+        self.generator = torch.Generator()
+        self._run_started = 0.0
+        self._steps_this_run = 0
+
+    def _new_motion(self, index: int, obj: ObjectSpec) -> ObjectMotion:
+        """Networks initialised from (seed, object index) on the CPU: the same start on every device."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(self.spec.seed, _INIT_SEED, index))
+            motion = ObjectMotion(torch.from_numpy(self.layouts[obj.name].rest_points).float(), self.spec.frames)
+        return motion.to(self.device)
+
+    # -- the run ------------------------------------------------------------------------------------------------
+
+    def run(self, resume: bool) -> dict[str, ObjectAnimation]:
+        """Every stage from the start (or from the newest checkpoint), then every object's animation."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = self._newest_checkpoint() if resume else None
+        first_stage, first_step = self._restore_motions(checkpoint) if checkpoint else (0, 0)
+        self._run_started, self._steps_this_run = time.monotonic(), 0
+        for index in range(first_stage, len(self.stages)):
+            resumed = checkpoint if index == first_stage and first_step > 0 else None
+            self._run_stage(index, first_step if resumed else 0, resumed)
+        return self.animation()
+
+    def _run_stage(self, index: int, first_step: int, checkpoint: dict[str, Any] | None) -> None:
+        stage = self.stages[index]
+        steps = self.spec.steps
+        self.emit("stage", stage=stage.name, index=index, count=len(self.stages))
+        for name, motion in self.motions.items():
+            motion.local.requires_grad_(name in stage.animated)
+            motion.global_motion.requires_grad_(name in stage.animated and stage.train_global)
+        optimizers = self._optimizers(stage)
+        schedulers = {
+            kind: torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(steps))
+            for kind, optimizer in optimizers.items()
+        }
+        self.generator.manual_seed(derived_seed(self.spec.seed, _STAGE_SEED, self._stage_key(stage)))
+        if checkpoint is not None:
+            for kind, optimizer in optimizers.items():
+                optimizer.load_state_dict(checkpoint["optimizers"][kind])
+                schedulers[kind].load_state_dict(checkpoint["schedulers"][kind])
+            self.generator.set_state(checkpoint["generator"])
+        condition = self.prior.condition(stage.prompt, stage.animated)
+        passes = [("local", self.spec.guidance_local)]
+        if stage.train_global:
+            passes.append(("global", self.spec.guidance_global))
+        for step in range(first_step, steps):
+            if self.should_stop():
+                self._save(LATEST_CHECKPOINT, index, step, False, optimizers, schedulers)
+                raise Cancelled(f"stopped in stage {stage.name} before step {step + 1}")
+            losses = []
+            for kind, guidance in passes:
+                for motion in self.motions.values():
+                    motion.zero_grad(set_to_none=True)
+                loss = self.prior.loss(self._render_stage(stage), condition, guidance, self.generator)
+                loss.backward()
+                optimizers[kind].step()
+                losses.append(float(loss.detach()))
+            for scheduler in schedulers.values():
+                scheduler.step()
+            self._report_step(index, step + 1, losses[0])
+            if (step + 1) % self.spec.checkpoint_every == 0 and step + 1 < steps:
+                self._save(LATEST_CHECKPOINT, index, step + 1, False, optimizers, schedulers)
+        self._save(f"stage-{index}.pt", index, steps, True, optimizers, schedulers)
+
+    def _stage_key(self, stage: Stage) -> int:
+        """Object stages are keyed by the object's index in the spec, the joint stage by the object count."""
+        names = [obj.name for obj in self.spec.objects]
+        return names.index(stage.animated[0]) if stage.train_global else len(names)
+
+    def _optimizers(self, stage: Stage) -> dict[str, torch.optim.Optimizer]:
+        groups: dict[str, list[torch.nn.Parameter]] = {"local": [], "global": []}
+        for name in stage.animated:
+            groups["local"] += list(self.motions[name].local.parameters())
+            if stage.train_global:
+                groups["global"] += list(self.motions[name].global_motion.parameters())
+        rates = {"local": LOCAL_LR, "global": GLOBAL_LR}
+        return {
+            kind: torch.optim.Adam(params, lr=rates[kind], betas=ADAM_BETAS, eps=ADAM_EPS)
+            for kind, params in groups.items()
+            if params
+        }
+
+    def _render_stage(self, stage: Stage) -> torch.Tensor:
+        """The stage's video (F, 3, size, size): its animated objects, plus everything else in the joint stage."""
+        segments, widths = [], []
+        for name in stage.animated:
+            layout = self.layouts[name]
+            segments.append(self.motions[name]().points[:, layout.segment_index])
+            widths.append(layout.segment_widths)
+        if not stage.train_global and len(self.still_segments):
+            segments.append(self.still_segments.expand(self.spec.frames, -1, -1, -1))
+            widths.append(self.still_widths)
+        render_segments = torch.cat(segments, dim=1) * self.scale + self.offset
+        return render(render_segments, torch.cat(widths) * self.scale, self.spec.size)
+
+    def _report_step(self, stage_index: int, step: int, loss: float) -> None:
+        steps = self.spec.steps
+        total = steps * len(self.stages)
+        done = stage_index * steps + step
+        self._steps_this_run += 1
+        eta = (time.monotonic() - self._run_started) / self._steps_this_run * (total - done)
+        self.emit(
+            "step",
+            stage=self.stages[stage_index].name,
+            step=step,
+            steps=steps,
+            loss=loss,
+            progress=done / total,
+            eta_s=round(eta, 1),
+        )
+
+    # -- results ------------------------------------------------------------------------------------------------
+
+    def animation(self) -> dict[str, ObjectAnimation]:
+        """Every object of the spec (static ones with identity frames), in canvas px, regrouped per stroke."""
+        result = {}
+        frames = self.spec.frames
+        for obj in self.spec.objects:
+            layout = self.layouts[obj.name]
+            center = layout.rest_points.mean(axis=0)
+            if obj.name in self.motions:
+                with torch.no_grad():
+                    motion: Motion = self.motions[obj.name]()
+                values = {
+                    key: getattr(motion, key).double().cpu().numpy()
+                    for key in ("points", "translate", "rotate", "shear", "scale", "matrix")
+                }
+            else:
+                values = {
+                    "points": np.broadcast_to(layout.rest_points, (frames, *layout.rest_points.shape)),
+                    "translate": np.zeros((frames, 2)),
+                    "rotate": np.zeros(frames),
+                    "shear": np.zeros((frames, 2)),
+                    "scale": np.ones((frames, 2)),
+                    "matrix": np.broadcast_to(np.identity(2), (frames, 2, 2)).copy(),
+                }
+            result[obj.name] = ObjectAnimation(
+                strokes=list(obj.strokes),
+                static=obj.static,
+                center=center,
+                translate=values["translate"],
+                rotate=values["rotate"],
+                shear=values["shear"],
+                scale=values["scale"],
+                matrix=values["matrix"],
+                points=[layout.regroup(np.array(values["points"][f])) for f in range(frames)],
+            )
+        return result
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+
+    def _save(
+        self,
+        file_name: str,
+        stage: int,
+        step: int,
+        finished: bool,
+        optimizers: dict[str, torch.optim.Optimizer],
+        schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
+    ) -> None:
+        """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "stages": [s.name for s in self.stages],
+            "frames": self.spec.frames,
+            "steps": self.spec.steps,
+            "stage": stage,
+            "step": step,
+            "finished": finished,
+            "motions": {name: motion.state_dict() for name, motion in self.motions.items()},
+            "optimizers": {kind: optimizer.state_dict() for kind, optimizer in optimizers.items()},
+            "schedulers": {kind: scheduler.state_dict() for kind, scheduler in schedulers.items()},
+            "generator": self.generator.get_state(),
+        }
+        path = self.checkpoint_dir / file_name
+        partial = path.with_name(f".{file_name}.partial")
+        torch.save(state, partial)
+        os.replace(partial, path)
+        self.emit("checkpoint", stage=self.stages[stage].name, step=step, path=str(path))
+
+    def _newest_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint furthest into the job, or None when there is none."""
+        found = []
+        for path in sorted(self.checkpoint_dir.glob("stage-*.pt")) + [self.checkpoint_dir / LATEST_CHECKPOINT]:
+            if path.is_file():
+                try:
+                    state = torch.load(path, map_location=self.device, weights_only=True)
+                except Exception as exc:
+                    raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
+                self._check_belongs(state, path)
+                found.append(state)
+        return max(found, key=_resume_position, default=None)
+
+    def _check_belongs(self, state: dict[str, Any], path: Path) -> None:
+        mine = {"format": CHECKPOINT_FORMAT, "stages": [s.name for s in self.stages], "frames": self.spec.frames}
+        mine["steps"] = self.spec.steps
+        theirs = {key: state.get(key) for key in mine}
+        if theirs != mine:
+            raise UserError(
+                f"the checkpoint {path} was written for another job ({theirs}, this job: {mine}): "
+                "resume with the job's own settings, or use a fresh output folder"
+            )
+
+    def _restore_motions(self, checkpoint: dict[str, Any]) -> tuple[int, int]:
+        """Load every network; returns where the run goes on: (stage index, steps already done in it)."""
+        for name, motion in self.motions.items():
+            motion.load_state_dict(checkpoint["motions"][name])
+        return _resume_position(checkpoint)
+
+
+def _resume_position(state: dict[str, Any]) -> tuple[int, int]:
+    """(stage to run, steps of it already done): a finished stage continues with the next one."""
+    if state["finished"]:
+        return state["stage"] + 1, 0
+    return state["stage"], state["step"]

@@ -84,9 +84,11 @@ class _Stroke:
 
 
 def sketch_to_animate(context: bpy.types.Context) -> bpy.types.Collection:
-    """The sketch chosen in the sidebar, or the scene's only sketch."""
-    chosen = context.scene.multisketch.sketch
+    """The sketch chosen in the sidebar, else the active object's, else the scene's only sketch."""
     sketches = scene_model.sketch_collections(context.scene)
+    chosen = context.scene.multisketch.sketch
+    if chosen is None and context.active_object is not None:
+        chosen = scene_model.sketch_of(context.active_object)
     if chosen is not None and chosen in sketches:
         return chosen
     if not sketches:
@@ -99,32 +101,29 @@ def sketch_to_animate(context: bpy.types.Context) -> bpy.types.Collection:
 
 def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir: Path) -> ExportedJob:
     """Check the sketch, then write `sketch.svg`, `job.json` and `blender_map.json` into `job_dir`."""
-    settings = context.scene.multisketch
-    if not settings.prompt.strip():
+    owners = _object_owners(sketch)
+    if not context.scene.multisketch.prompt.strip():
         raise JobExportError(
             "The scene prompt is empty: describe what happens, e.g. 'a cat jumps over a ball' (MultiSketch sidebar)"
         )
-    owners = _object_owners(sketch)
     background = scene_model.background_object(sketch)
     gp_objects = ([background] if background is not None else []) + [ob for ob, _ in owners]
 
     strokes: list[_Stroke] = []
     origins: list[tuple[str, int]] = []
-    first_index: dict[str, int] = {}
+    indices: dict[str, list[int]] = {}
     for ob in gp_objects:
-        first_index[ob.name] = len(strokes)
-        for index, stroke in enumerate(_read_strokes(ob)):
-            strokes.append(stroke)
-            origins.append((ob.name, index))
+        read = _read_strokes(ob)
+        indices[ob.name] = list(range(len(strokes), len(strokes) + len(read)))
+        strokes += read
+        origins += [(ob.name, index) for index in range(len(read))]
 
     objects, links = [], {}
     for ob, collection in owners:
-        start = first_index[ob.name]
-        count = len(scene_model.rest_drawing(ob).strokes)
         objects.append(
             protocol.ObjectSpec(
                 name=collection.name,
-                strokes=list(range(start, start + count)),
+                strokes=indices[ob.name],
                 prompt=collection.multisketch.prompt.strip() or None,
                 static=collection.multisketch.static,
             )
@@ -178,7 +177,7 @@ def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object,
                 "join them into one (Ctrl+J) or move the extra ones to other objects"
             )
         ob = scene_model.drawing_object(collection)
-        if ob is None or len(scene_model.rest_drawing(ob).strokes) == 0:
+        if _stroke_count(ob) == 0:
             raise JobExportError(
                 f"The object '{collection.name}' has no strokes: assign strokes to it or delete the collection"
             )
@@ -196,16 +195,28 @@ def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object,
     return owners
 
 
+def _stroke_count(ob: bpy.types.Object | None) -> int:
+    drawing = scene_model.rest_drawing(ob) if ob is not None else None
+    return 0 if drawing is None else len(drawing.curve_offsets) - 1
+
+
 def _read_strokes(ob: bpy.types.Object) -> list[_Stroke]:
     """The rest drawing's strokes as canvas-pixel Bezier chains with their width."""
     drawing = scene_model.rest_drawing(ob)
-    px_per_unit = 1.0 / float(ob["multisketch_canvas"][0])
-    offsets = np.empty(len(drawing.curve_offsets), np.int32)
-    drawing.curve_offsets.foreach_get("value", offsets)
+    if drawing is None:
+        return []
+    if scene_model.CANVAS_KEY not in ob:
+        raise JobExportError(
+            f"'{ob.name}' was not made by the MultiSketch import, so its strokes have no place on the sketch's "
+            "canvas: move it out of the sketch's collections"
+        )
+    px_per_unit = 1.0 / float(ob[scene_model.CANVAS_KEY][0])
+    offsets = scene_model.stroke_offsets(drawing)
     radius = drawing.attributes.get("radius")
-    radii = np.full(offsets[-1], DEFAULT_RADIUS_PX / px_per_unit, np.float32)
     if radius is not None:
-        radius.data.foreach_get("value", radii)
+        radii = scene_model.read_attribute(radius)
+    else:
+        radii = np.full(offsets[-1], DEFAULT_RADIUS_PX / px_per_unit, np.float32)
     strokes = []
     for index, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
         points = scene_model.local_to_canvas(ob, scene_model.stroke_control_points(drawing, index))

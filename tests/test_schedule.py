@@ -1,0 +1,265 @@
+"""The schedule as a job sees it: which stage moves what, what the prior is shown, checkpoints and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from server.priors import Prior
+from server.protocol import JobSpec, ObjectSpec
+from server.render import canvas_to_render, render
+from server.schedule import Cancelled, Optimization, lr_multiplier, plan_stages
+from server.sketch import load_svg
+from server.tables import read_stroke_table
+from tests.conftest import MULTIOBJECT
+
+SKETCH = MULTIOBJECT / "basketball5"  # 53 strokes, three objects: a player, a hoop, a ball
+CPU = torch.device("cpu")
+
+
+class InkPrior(Prior):
+    """A loss that pulls every pixel somewhere random (fresh weights each call, from the generator).
+
+    It reaches every parameter of what is rendered, and it records what it was shown.
+    """
+
+    name = "ink"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, float, torch.Tensor]] = []
+
+    def condition(self, prompt: str, objects: Sequence[str]) -> object:
+        return (prompt, tuple(objects))
+
+    def loss(self, video: torch.Tensor, condition: object, guidance: float, generator: torch.Generator) -> torch.Tensor:
+        self.calls.append((condition, guidance, video.detach().clone()))
+        weights = torch.rand(video.shape, generator=generator)
+        return guidance * (weights * (video - 0.5) ** 2).sum()
+
+
+def _spec(**changes) -> JobSpec:
+    sketch = load_svg(SKETCH / "sketch.svg")
+    table = read_stroke_table(SKETCH / "objects.tsv", len(sketch.strokes))
+    objects = [ObjectSpec(name, strokes) for name, strokes in table.items()]
+    settings = dict(sketch="sketch.svg", prompt="a player dunks", objects=objects, frames=3, steps=3, size=32)
+    settings.update(changes)
+    return JobSpec(**settings)
+
+
+def _run(spec: JobSpec, folder: Path, prior: Prior | None = None, emit=None, stop=lambda: False, resume=False):
+    sketch = load_svg(SKETCH / "sketch.svg")
+    optimization = Optimization(
+        spec, sketch, prior or InkPrior(), CPU, folder, emit or (lambda *a, **k: None), should_stop=stop
+    )
+    return optimization, optimization.run(resume=resume)
+
+
+def _parameters(optimization: Optimization) -> dict[str, dict[str, torch.Tensor]]:
+    """Every parameter, per object and predictor ("ball/local", "ball/global")."""
+    snapshot = {}
+    for name, motion in optimization.motions.items():
+        snapshot[f"{name}/local"] = {k: v.detach().clone() for k, v in motion.local.named_parameters()}
+        snapshot[f"{name}/global"] = {k: v.detach().clone() for k, v in motion.global_motion.named_parameters()}
+    return snapshot
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {part for part in before if any(not torch.equal(before[part][k], after[part][k]) for k in before[part])}
+
+
+def test_stages_are_each_moving_object_alone_then_all_together() -> None:
+    spec = _spec()
+    spec.objects[0].prompt = "the player jumps"
+    spec.objects[1].static = True
+    stages = plan_stages(spec)
+    assert [s.name for s in stages] == ["object:player", "object:basketball", "joint"]
+    assert [s.animated for s in stages] == [["player"], ["basketball"], ["player", "basketball"]]
+    assert [s.prompt for s in stages] == ["the player jumps", "a player dunks", "a player dunks"]
+    assert [s.train_global for s in stages] == [True, True, False]
+
+
+def test_one_moving_object_gets_its_own_stage_and_a_joint_stage_and_none_gets_no_stage() -> None:
+    spec = _spec()
+    for obj in spec.objects[1:]:
+        obj.static = True
+    assert [s.name for s in plan_stages(spec)] == ["object:player", "joint"]
+    for obj in spec.objects:
+        obj.static = True
+    assert plan_stages(spec) == []
+
+
+def test_with_nothing_to_animate_the_result_is_the_still_sketch(tmp_path: Path) -> None:
+    spec = _spec()
+    for obj in spec.objects:
+        obj.static = True
+    prior = InkPrior()
+    _, animation = _run(spec, tmp_path, prior)
+    sketch = load_svg(SKETCH / "sketch.svg")
+    assert prior.calls == []
+    for obj in spec.objects:
+        result = animation[obj.name]
+        assert result.static and np.all(result.translate == 0) and np.all(result.scale == 1)
+        for frame in result.points:
+            for index, stroke in zip(obj.strokes, frame, strict=True):
+                for chain, rest in zip(stroke, sketch.strokes[index].subpaths, strict=True):
+                    np.testing.assert_array_equal(chain, rest)
+
+
+def test_a_stage_changes_only_its_own_object_and_the_joint_stage_no_global_motion(tmp_path: Path) -> None:
+    spec = _spec()
+    snapshots: list[tuple[str, dict]] = []
+    holder: list[Optimization] = []
+
+    def emit(event: str, **fields) -> None:
+        if event == "stage":
+            snapshots.append((fields["stage"], _parameters(holder[0])))
+
+    sketch = load_svg(SKETCH / "sketch.svg")
+    optimization = Optimization(spec, sketch, InkPrior(), CPU, tmp_path, emit, should_stop=lambda: False)
+    holder.append(optimization)
+    optimization.run(resume=False)
+    snapshots.append(("end", _parameters(optimization)))
+
+    assert [name for name, _ in snapshots] == ["object:player", "object:hoop", "object:basketball", "joint", "end"]
+    for (stage, before), (_, after) in zip(snapshots, snapshots[1:], strict=False):
+        if stage == "joint":
+            expected = {f"{name}/local" for name in optimization.motions}
+        else:
+            name = stage.removeprefix("object:")
+            expected = {f"{name}/local", f"{name}/global"}
+        assert _changed(before, after) == expected, stage
+
+
+def test_each_step_has_a_local_pass_and_where_globals_train_a_global_pass(tmp_path: Path) -> None:
+    spec = _spec(steps=2, guidance_local=30.0, guidance_global=10.0)
+    spec.objects[1].static = True
+    spec.objects[2].prompt = "the ball bounces"
+    prior = InkPrior()
+    _run(spec, tmp_path, prior)
+    seen = [(condition, guidance) for condition, guidance, _ in prior.calls]
+    player, ball = ("a player dunks", ("player",)), ("the ball bounces", ("basketball",))
+    joint = ("a player dunks", ("player", "basketball"))
+    assert seen == [(player, 30.0), (player, 10.0)] * 2 + [(ball, 30.0), (ball, 10.0)] * 2 + [(joint, 30.0)] * 2
+
+
+def _ink(video: torch.Tensor) -> float:
+    return float((1 - video[0, 0]).sum())
+
+
+def test_an_object_stage_shows_the_object_alone_and_the_joint_stage_the_whole_scene(tmp_path: Path) -> None:
+    spec = _spec(steps=1, size=64)
+    prior = InkPrior()
+    _run(spec, tmp_path, prior)
+    sketch = load_svg(SKETCH / "sketch.svg")
+    scale, offset_x, offset_y = canvas_to_render(sketch.width, sketch.height, spec.size)
+
+    def still(strokes: list[int]) -> torch.Tensor:
+        segments = torch.tensor(sketch.segments(strokes), dtype=torch.float32) * scale + torch.tensor(
+            [offset_x, offset_y]
+        )
+        widths = torch.tensor([sketch.strokes[i].width for i in strokes for _ in range(len(sketch.segments([i])))])
+        return render(segments[None], widths.float() * scale, spec.size)
+
+    shown = {condition[1]: video for condition, _, video in prior.calls if condition[1]}
+    for obj in spec.objects:
+        assert _ink(shown[(obj.name,)]) == pytest.approx(_ink(still(obj.strokes)), rel=0.1)
+    whole = _ink(still(list(range(len(sketch.strokes)))))
+    assert _ink(shown[tuple(obj.name for obj in spec.objects)]) == pytest.approx(whole, rel=0.1)
+    assert whole > 1.3 * max(_ink(still(obj.strokes)) for obj in spec.objects)
+
+
+def test_events_report_stages_steps_and_checkpoints(tmp_path: Path) -> None:
+    spec = _spec(steps=4, checkpoint_every=2)
+    events: list[tuple[str, dict]] = []
+    _run(spec, tmp_path, emit=lambda event, **fields: events.append((event, fields)))
+    stages = [f for e, f in events if e == "stage"]
+    assert [(f["stage"], f["index"], f["count"]) for f in stages] == [
+        ("object:player", 0, 4),
+        ("object:hoop", 1, 4),
+        ("object:basketball", 2, 4),
+        ("joint", 3, 4),
+    ]
+    steps = [f for e, f in events if e == "step"]
+    assert len(steps) == 16
+    assert [f["step"] for f in steps[:4]] == [1, 2, 3, 4] and all(f["steps"] == 4 for f in steps)
+    progress = [f["progress"] for f in steps]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert all(np.isfinite(f["loss"]) and f["eta_s"] >= 0 for f in steps)
+    checkpoints = [f for e, f in events if e == "checkpoint"]
+    expected = [name for stage in range(4) for name in ("latest.pt", f"stage-{stage}.pt")]
+    assert [Path(f["path"]).name for f in checkpoints] == expected
+    assert all(Path(f["path"]).is_file() for f in checkpoints)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def _same(first: dict, second: dict) -> bool:
+    return all(
+        np.array_equal(a, b)
+        for name in first
+        for frame_a, frame_b in zip(first[name].points, second[name].points, strict=True)
+        for stroke_a, stroke_b in zip(frame_a, frame_b, strict=True)
+        for a, b in zip(stroke_a, stroke_b, strict=True)
+    ) and all(np.array_equal(first[n].matrix, second[n].matrix) for n in first)
+
+
+def test_a_run_cancelled_after_its_first_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    spec = _spec(steps=3, checkpoint_every=2)
+    _, whole = _run(spec, tmp_path / "whole")
+
+    stop = [False]
+
+    def emit(event: str, **fields) -> None:
+        if event == "stage" and fields["index"] == 1:
+            stop[0] = True
+
+    with pytest.raises(Cancelled):
+        _run(spec, tmp_path / "stopped", emit=emit, stop=lambda: stop[0])
+    assert (tmp_path / "stopped" / "stage-0.pt").is_file()
+    assert not (tmp_path / "stopped" / "stage-1.pt").exists()
+    _, resumed = _run(spec, tmp_path / "stopped", resume=True)
+    assert _same(resumed, whole)
+    assert not _same(resumed, _run(_spec(steps=3, seed=1), tmp_path / "other seed")[1])
+
+
+def test_a_run_cancelled_mid_stage_resumes_from_its_latest_checkpoint_to_the_same_result(tmp_path: Path) -> None:
+    spec = _spec(steps=3, checkpoint_every=1)
+    spec.objects[0].static = True
+    spec.objects[1].static = True
+    _, whole = _run(spec, tmp_path / "whole")
+    steps_seen = []
+
+    def emit(event: str, **fields) -> None:
+        if event == "step":
+            steps_seen.append(fields["step"])
+
+    with pytest.raises(Cancelled):
+        _run(spec, tmp_path / "stopped", emit=emit, stop=lambda: len(steps_seen) == 2)
+    events: list[tuple[str, dict]] = []
+    _, resumed = _run(spec, tmp_path / "stopped", emit=lambda e, **f: events.append((e, f)), resume=True)
+    assert [f["step"] for e, f in events if e == "step"][0] == 3
+    assert _same(resumed, whole)
+
+
+def test_a_stage_gives_the_same_result_whichever_objects_run_before_it(tmp_path: Path) -> None:
+    all_moving, ball_only = _spec(steps=2), _spec(steps=2)
+    ball_only.objects[0].static = True
+    optimization_a, _ = _run(all_moving, tmp_path / "a")
+    optimization_b, _ = _run(ball_only, tmp_path / "b")
+    stage_a = torch.load(tmp_path / "a" / "stage-2.pt", weights_only=True)["motions"]["basketball"]
+    stage_b = torch.load(tmp_path / "b" / "stage-1.pt", weights_only=True)["motions"]["basketball"]
+    assert all(torch.equal(stage_a[k], stage_b[k]) for k in stage_a)
+
+
+def test_the_learning_rate_warms_up_then_decays_as_in_live_sketch() -> None:
+    multiplier = lr_multiplier(1000)
+    assert multiplier(0) == pytest.approx(0.1)
+    assert multiplier(50) == pytest.approx(0.703, abs=0.002)
+    assert multiplier(100) == pytest.approx(0.912, abs=0.002)
+    assert multiplier(999) == pytest.approx(0.4)
+    short = lr_multiplier(200)
+    assert short(20) == pytest.approx(multiplier(100), abs=0.002)
+    assert short(199) == pytest.approx(0.4)

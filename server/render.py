@@ -7,8 +7,8 @@ wherever torch does and its gradients reach the control points through autograd.
 How it stays cheap: each cubic is flattened into line pieces short and flat enough to be drawn exactly,
 and each piece is evaluated only on the pixels of its own bounding box, padded by the stroke's reach.
 The (piece, pixel) pairs form one flat, ragged list: no all-pixels x all-segments tensor is ever built.
-Within a stroke a pixel takes its coverage from the nearest piece only (adjacent pieces share it), so
-joints are not darkened; across strokes coverages combine as a union, image = prod(1 - coverage),
+Within a stroke (a chain of joined segments) a pixel takes its coverage from the nearest piece only, so
+joints and loops are not darkened; across strokes coverages combine as a union, image = prod(1 - coverage),
 accumulated as a scatter-add of log(1 - coverage). Frames are processed in chunks of bounded size,
 recomputed during the backward pass (activation checkpointing) when there is more than one chunk.
 """
@@ -25,8 +25,7 @@ MAX_PIECE_LENGTH = 6.0  # px: longer pieces would waste pixels of their bounding
 MAX_PIECES = 256  # per cubic; only absurdly long or wild cubics reach it
 PAIRS_PER_CHUNK = 1 << 24  # (piece, pixel) pairs evaluated at once; bounds the memory of one chunk
 JOIN_TOLERANCE = 1e-4  # px: a segment that starts this close to where the previous one ends continues it
-_DISTANCE_EPS = 1e-8  # px^2: keeps the gradient of the distance finite on the centre line
-_OPAQUE = 1e-6  # coverage is capped at 1 - this so that log(1 - coverage) stays finite
+_DISTANCE_EPS = 1e-20  # px^2: keeps the gradient of the distance finite on the centre line
 
 
 def canvas_to_render(sketch_width: float, sketch_height: float, size: int) -> tuple[float, float, float]:
@@ -62,7 +61,7 @@ def render(segments: torch.Tensor, widths: torch.Tensor, size: int) -> torch.Ten
     recompute = torch.is_grad_enabled() and len(chunks) > 1
     logs = []
     for first, last in chunks:
-        args = (starts[first:last], ends[first:last], piece_radius, pieces.prev[first:last], pieces.next[first:last])
+        args = (starts[first:last], ends[first:last], piece_radius, pieces.stroke[first:last])
         if recompute:
             logs.append(checkpoint(_log_transmittance, *args, size, use_reentrant=False))
         else:
@@ -72,15 +71,13 @@ def render(segments: torch.Tensor, widths: torch.Tensor, size: int) -> torch.Ten
 
 
 class _Pieces:
-    """How every cubic is cut into line pieces, and which pieces neighbour each other along a stroke."""
+    """How every cubic is cut into line pieces, and which stroke (chain of joined segments) each piece draws."""
 
-    def __init__(self, segment: torch.Tensor, start_basis: torch.Tensor, end_basis: torch.Tensor,
-                 prev: torch.Tensor, next: torch.Tensor):  # fmt: skip
+    def __init__(self, segment: torch.Tensor, start_basis: torch.Tensor, end_basis: torch.Tensor, stroke: torch.Tensor):
         self.segment = segment  # (N,) segment of each piece
         self.start_basis = start_basis  # (N, 4) Bernstein weights of the piece's start on its cubic
         self.end_basis = end_basis
-        self.prev = prev  # (F, N) bool: piece n-1 continues into piece n in this frame
-        self.next = next  # (F, N) bool: piece n continues into piece n+1
+        self.stroke = stroke  # (F, N) stroke of each piece, numbered across frames
 
     @classmethod
     def plan(cls, segments: torch.Tensor, radius: torch.Tensor) -> _Pieces:
@@ -88,24 +85,17 @@ class _Pieces:
         counts = _piece_counts(segments)
         total = int(counts.sum())
         segment = torch.repeat_interleave(torch.arange(len(counts), device=device), counts, output_size=total)
-        first = torch.cumsum(counts, 0) - counts
-        index = torch.arange(total, device=device) - first[segment]
-        params = torch.float64
-        step = 1.0 / counts[segment].to(params)
-        start = index.to(params) * step
-        end = torch.where(index + 1 == counts[segment], torch.ones_like(start), start + step)
+        index = torch.arange(total, device=device) - (torch.cumsum(counts, 0) - counts)[segment]
+        t = index.to(torch.float64) / counts[segment]
+        t_next = (index + 1).to(torch.float64) / counts[segment]
 
-        joined = (segments[:, 1:, 0] - segments[:, :-1, 3]).norm(dim=-1) <= JOIN_TOLERANCE  # (F, S-1)
+        # A segment that starts where the previous one ends, at the same width, continues its stroke.
+        frames, count = segments.shape[:2]
+        joined = (segments[:, 1:, 0] - segments[:, :-1, 3]).norm(dim=-1) <= JOIN_TOLERANCE
         joined &= radius[1:] == radius[:-1]
-        frames = segments.shape[0]
-        opens = index == 0
-        closes = index + 1 == counts[segment]
-        prev = ~opens.expand(frames, total).clone()
-        next = ~closes.expand(frames, total).clone()
-        never = torch.zeros(frames, 1, dtype=torch.bool, device=device)
-        prev[:, opens] = torch.cat([never, joined], dim=1)[:, segment[opens]]
-        next[:, closes] = torch.cat([joined, never], dim=1)[:, segment[closes]]
-        return cls(segment, _bernstein(start), _bernstein(end), prev, next)
+        starts_stroke = torch.cat([torch.ones(frames, 1, dtype=torch.long, device=device), (~joined).long()], dim=1)
+        stroke = torch.cumsum(starts_stroke, dim=1) - 1 + count * torch.arange(frames, device=device).unsqueeze(1)
+        return cls(segment, _bernstein(t), _bernstein(t_next), stroke[:, segment])
 
 
 def _piece_counts(segments: torch.Tensor) -> torch.Tensor:
@@ -145,41 +135,47 @@ def _frame_chunks(pairs_per_frame: list[int], budget: int) -> list[tuple[int, in
 
 
 def _log_transmittance(
-    starts: torch.Tensor, ends: torch.Tensor, radius: torch.Tensor, prev: torch.Tensor, next: torch.Tensor, size: int
+    starts: torch.Tensor, ends: torch.Tensor, radius: torch.Tensor, stroke: torch.Tensor, size: int
 ) -> torch.Tensor:
     """Sum over strokes of log(1 - coverage) for every pixel of these frames: (F, size * size)."""
     frames, count = starts.shape[:2]
+    device = starts.device
     with torch.no_grad():
         low, extent, pairs = _windows(starts, ends, radius, size)
         pairs = pairs.flatten()
         total = int(pairs.sum())
-        piece = torch.repeat_interleave(torch.arange(frames * count, device=starts.device), pairs, output_size=total)
-        local = torch.arange(total, device=starts.device) - (torch.cumsum(pairs, 0) - pairs)[piece]
+        piece = torch.repeat_interleave(torch.arange(frames * count, device=device), pairs, output_size=total)
+        local = torch.arange(total, device=device) - (torch.cumsum(pairs, 0) - pairs)[piece]
         columns = extent[..., 0].flatten()[piece]
         x = low[..., 0].flatten()[piece] + local % columns
         y = low[..., 1].flatten()[piece] + local // columns
-        pixel = (piece // count) * (size * size) + y * size + x
+        pixel = y * size + x
         centre_x = x.to(starts.dtype) + 0.5
         centre_y = y.to(starts.dtype) + 0.5
-        flat_starts = starts.detach().reshape(-1, 2)
-        flat_ends = ends.detach().reshape(-1, 2)
-        last = frames * count - 1
-        before = (piece - 1).clamp(min=0)
-        after = (piece + 1).clamp(max=last)
-        inf = torch.tensor(math.inf, dtype=starts.dtype, device=starts.device)
-        to_prev = torch.where(
-            prev.flatten()[piece], _distance(centre_x, centre_y, flat_starts[before], flat_ends[before]), inf
-        )
-        to_next = torch.where(
-            next.flatten()[piece], _distance(centre_x, centre_y, flat_starts[after], flat_ends[after]), inf
-        )
-    flat_radius = radius.repeat(frames)[piece]
     distance = _distance(centre_x, centre_y, starts.reshape(-1, 2)[piece], ends.reshape(-1, 2)[piece])
-    # The nearest piece of a stroke owns the pixel (ties go to the earlier piece), so joints count once.
-    owner = (distance.detach() < to_prev) & (distance.detach() <= to_next)
-    coverage = (flat_radius + 0.5 - distance).clamp(0, 1 - _OPAQUE) * owner
-    log_clear = torch.zeros(frames * size * size, dtype=starts.dtype, device=starts.device)
-    return log_clear.index_add(0, pixel, torch.log1p(-coverage)).view(frames, size * size)
+    owner = _nearest_piece_owns(stroke.flatten()[piece] * (size * size) + pixel, distance.detach())
+    # Capping coverage just below 1 keeps log(1 - coverage) finite: black comes out as 1e-7 (float32).
+    opaque = 1 - torch.finfo(starts.dtype).eps
+    coverage = (radius.repeat(frames)[piece] + 0.5 - distance).clamp(0, opaque) * owner
+    frame_pixel = (piece // count) * (size * size) + pixel
+    log_clear = torch.zeros(frames * size * size, dtype=starts.dtype, device=device)
+    return log_clear.index_add(0, frame_pixel, torch.log1p(-coverage)).view(frames, size * size)
+
+
+@torch.no_grad()
+def _nearest_piece_owns(stroke_pixel: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """True for the one (piece, pixel) pair of each stroke and pixel whose piece is nearest (ties: the first).
+
+    A stroke is the region within its half width of the curve: a pixel takes its coverage from the
+    nearest piece only, so neither joints nor loops of a stroke are counted twice.
+    """
+    keys, which = torch.unique(stroke_pixel, return_inverse=True)
+    nearest = torch.full(keys.shape, math.inf, dtype=distance.dtype, device=distance.device)
+    nearest = nearest.scatter_reduce(0, which, distance, "amin")
+    order = torch.arange(len(distance), device=distance.device)
+    candidate = torch.where(distance == nearest[which], order, len(distance))
+    first = torch.full(keys.shape, len(distance), device=distance.device).scatter_reduce(0, which, candidate, "amin")
+    return first[which] == order
 
 
 def _distance(x: torch.Tensor, y: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:

@@ -169,20 +169,25 @@ class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
         if not requirements.is_file():
             self.report({"ERROR"}, f"The engine's requirements file {requirements} is missing; reinstall the add-on")
             return False
+        if not bpy.app.online_access:
+            self.report(
+                {"ERROR"},
+                "Blender may not go online, and pip must download the engine's packages: allow it in Preferences > "
+                "System > Network (Allow Online Access), or make the environment by hand",
+            )
+            return False
         self._env_dir = cache_folder(context) / ENV_FOLDER
         try:
             self._env_dir.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self.report({"ERROR"}, f"Cannot create the cache folder {self._env_dir.parent}: {exc.strerror or exc}")
             return False
-        python = str(venv_python(self._env_dir))
-        self._chain = CommandChain(
-            [
-                [self.base_python or sys.executable, "-m", "venv", str(self._env_dir)],
-                [python, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
-                 "-r", str(requirements)],
-            ]
-        )  # fmt: skip
+        python = venv_python(self._env_dir)
+        install = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+        commands = [install + ["-r", str(requirements)]]
+        if not python.is_file():  # an existing environment is updated in place
+            commands.insert(0, [self.base_python or sys.executable, "-m", "venv", str(self._env_dir)])
+        self._chain = CommandChain(commands)
         return True
 
     def _finish(self, context: bpy.types.Context) -> set[str]:

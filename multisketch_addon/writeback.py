@@ -57,7 +57,7 @@ class _StrokeLayout:
     right_handle_points: np.ndarray
     left_handle_rows: np.ndarray
     left_handle_points: np.ndarray
-    chain_length: int
+    chain_length: int  # a cyclic stroke's chain ends on its first point again, which is not written twice
 
 
 @dataclass
@@ -82,39 +82,27 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise errors.UserError(f"cannot read the {what} {path}: {exc}") from None
 
 
-def _vectors(attribute: bpy.types.Attribute) -> np.ndarray:
-    values = np.empty(len(attribute.data) * 3, np.float32)
-    attribute.data.foreach_get("vector", values)
-    return values.reshape(-1, 3).astype(np.float64)
-
-
 def _stroke_layout(drawing: bpy.types.GreasePencilDrawing, gp_strokes: list[int]) -> _StrokeLayout:
     """Index arrays that scatter the chains `p0, c1, c2, p1, ...` of `gp_strokes` (in that order) into
     the drawing's positions and handles: segment i of a stroke is (P_i, right handle_i, left handle_i+1,
     P_i+1), and a cyclic stroke's last segment closes back on P_0."""
-    offsets = np.empty(len(drawing.curve_offsets), np.int32)
-    drawing.curve_offsets.foreach_get("value", offsets)
-    cyclic = np.zeros(len(offsets) - 1, bool)
-    if "cyclic" in drawing.attributes:
-        drawing.attributes["cyclic"].data.foreach_get("value", cyclic)
-    rows: dict[str, list[np.ndarray]] = {key: [] for key in ("pos", "pos_pt", "rh", "rh_pt", "lh", "lh_pt")}
+    offsets = scene_model.stroke_offsets(drawing)
+    cyclic_attribute: bpy.types.Attribute | None = drawing.attributes.get("cyclic")
+    cyclic = scene_model.read_attribute(cyclic_attribute) if cyclic_attribute else np.zeros(len(offsets) - 1, bool)
+    fields = [field for field in _StrokeLayout.__dataclass_fields__ if field != "chain_length"]
+    parts: dict[str, list[np.ndarray]] = {field: [] for field in fields}
     row = 0
     for stroke in gp_strokes:
         first, count = int(offsets[stroke]), int(offsets[stroke + 1] - offsets[stroke])
-        closed = bool(cyclic[stroke])
-        segments = count - 1 + closed
-        points = first + np.arange(count)
-        rows["pos"].append(row + 3 * np.arange(count))
-        rows["pos_pt"].append(points)
-        rows["rh"].append(row + 3 * np.arange(segments) + 1)
-        rows["rh_pt"].append(points[np.arange(segments)])
-        rows["lh"].append(row + 3 * np.arange(segments) + 2)
-        rows["lh_pt"].append(points[(np.arange(segments) + 1) % count])
-        row += 3 * segments + 1
-    joined = {key: np.concatenate(parts) if parts else np.zeros(0, int) for key, parts in rows.items()}
-    return _StrokeLayout(
-        joined["pos"], joined["pos_pt"], joined["rh"], joined["rh_pt"], joined["lh"], joined["lh_pt"], row
-    )
+        segment = np.arange(count - 1 + bool(cyclic[stroke]))
+        parts["position_rows"].append(row + 3 * np.arange(count))
+        parts["position_points"].append(first + np.arange(count))
+        parts["right_handle_rows"].append(row + 3 * segment + 1)
+        parts["right_handle_points"].append(first + segment)
+        parts["left_handle_rows"].append(row + 3 * segment + 2)
+        parts["left_handle_points"].append(first + (segment + 1) % count)
+        row += 3 * len(segment) + 1
+    return _StrokeLayout(**{field: np.concatenate(arrays) for field, arrays in parts.items()}, chain_length=row)
 
 
 def _rest_location(source: bpy.types.Object) -> tuple[int, int]:
@@ -190,7 +178,7 @@ def _drawing_points(plan: _ObjectPlan, frame: dict, rest: dict[str, np.ndarray],
     left[layout.left_handle_points] = local[layout.left_handle_rows]
     inverse = np.array(basis.inverted())
     return {
-        name: (values @ inverse[:3, :3].T + inverse[:3, 3]).astype(np.float32)
+        name: values @ inverse[:3, :3].T + inverse[:3, 3]
         for name, values in (("position", position), ("handle_left", left), ("handle_right", right))
     }
 
@@ -238,7 +226,10 @@ def _write_object(plan: _ObjectPlan, collection: bpy.types.Collection, numbers: 
     result_object.rotation_mode = "XYZ"
 
     rest_drawing = layer.frames[0].drawing
-    rest = {name: _vectors(rest_drawing.attributes[name]) for name in ("position", "handle_left", "handle_right")}
+    rest = {
+        name: scene_model.read_attribute(rest_drawing.attributes[name]).astype(np.float64)
+        for name in ("position", "handle_left", "handle_right")
+    }
     for number in numbers:
         if number != plan.rest_frame_number:
             layer.frames.copy(plan.rest_frame_number, number)
@@ -248,7 +239,7 @@ def _write_object(plan: _ObjectPlan, collection: bpy.types.Collection, numbers: 
         gp_frame = drawings[number]
         basis = Matrix.LocRotScale(location, Euler(rotation), scale)
         for name, values in _drawing_points(plan, frame, rest, basis).items():
-            gp_frame.drawing.attributes[name].data.foreach_set("vector", values.ravel())
+            scene_model.write_attribute(gp_frame.drawing.attributes[name], values)
         gp_frame.drawing.tag_positions_changed()
         gp_frame.keyframe_type = "GENERATED"
     if plan.rest_frame_number not in numbers:

@@ -352,3 +352,24 @@ def test_the_largest_shared_sketch_writes_24_frames_fast(tmp_path: Path) -> None
     seconds = time.perf_counter() - started
     assert seconds < 1.0, f"writing 24 frames of 270 strokes took {seconds:.2f} s"
     assert _worst_error(exported, result, _keyed_frames()[::6], list(range(FRAMES))[::6]) < TOLERANCE_PX
+
+
+def test_closed_strokes_close_on_their_first_point(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    ob = scene_model.drawing_object(scene_model.object_collections(sketch)[0])
+    drawing = scene_model.rest_drawing(ob)
+    cyclic = drawing.attributes.get("cyclic") or drawing.attributes.new("cyclic", "BOOLEAN", "CURVE")
+    closed = np.zeros(len(drawing.curve_offsets) - 1, bool)
+    closed[[0, 2]] = True
+    cyclic.data.foreach_set("value", closed)
+    exported = _export(sketch, tmp_path / "job")
+    result = _write_result(exported, seed=14)
+    for obj in result["objects"].values():
+        for frame in obj["frames"]:
+            for k, engine_stroke in enumerate(obj["strokes"]):
+                gp_name, index = exported.strokes[engine_stroke]
+                if gp_name == ob.name and closed[index]:
+                    chain = frame["points"][k][0]
+                    chain[-1] = chain[0]  # the engine moves a closed stroke's closing point with its first one
+    (exported.job_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    writeback.apply_result(bpy.context, sketch, exported)
+    assert _worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX

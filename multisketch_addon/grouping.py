@@ -1,0 +1,406 @@
+"""Grouping strokes into objects: by hand (selected strokes into a new or an existing object) or suggested.
+
+Every operator moves strokes between the rest drawings of a sketch's Grease Pencil objects with all
+their attributes and keeps each object's list of source `<path>` indices in step (scene_model).
+
+The suggestion groups the strokes that belong to no object yet (or, with `replace`, every stroke):
+strokes are nodes of a graph whose edge weights fall off with the gap between the two curves,
+exp(-gap / (canvas / 32)), so touching strokes are tied tightly and distant ones loosely; Louvain
+modularity clustering cuts the graph where the ties are weakest, which separates objects that touch
+in a few places, and groups of fewer than 5% of the strokes join the nearest group. Each group
+becomes an object collection ("object 1", ...), which the user reviews and corrects with the other
+operators, renames, or removes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from . import scene_model
+
+BACKGROUND = "__background__"
+SUGGESTED_NAME = "object"
+# Tuned on the shared multi-object set (scripts/bench_grouping.py), the same for every sketch.
+GAP_SCALE = 1 / 32  # edge weight exp(-gap / (GAP_SCALE * canvas size))
+RESOLUTION = 0.5  # Louvain resolution: lower gives fewer, larger groups
+SMALLEST_GROUP = 0.05  # groups with fewer strokes (fraction of all) join their nearest group
+SAMPLES_PER_SEGMENT = 17
+_T = np.linspace(0.0, 1.0, SAMPLES_PER_SEGMENT)
+_BEZIER = np.stack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T**2, _T**3], axis=1)
+BLOCK_POINTS = 256  # sample points per block of the distance computation (memory: block x all points)
+
+
+class GroupingError(Exception):
+    """The grouping cannot be done as asked; the message says what to do."""
+
+
+# --- The suggestion (numpy only) ----------------------------------------------------------------
+
+
+def sample_curve(chain: np.ndarray) -> np.ndarray:
+    """Points along a cubic Bezier chain p0, c1, c2, p1, ... (3k+1, 2)."""
+    segments = [chain[i : i + 4] for i in range(0, len(chain) - 3, 3)] or [chain[:1].repeat(4, axis=0)]
+    return np.concatenate([_BEZIER @ segment for segment in segments])
+
+
+def stroke_gaps(chains: Sequence[np.ndarray]) -> np.ndarray:
+    """The smallest distance between each pair of curves (n, n), in the chains' units."""
+    samples = [sample_curve(np.asarray(chain, np.float64)) for chain in chains]
+    points = np.concatenate(samples)
+    norms = (points**2).sum(axis=1)
+    starts = np.cumsum([0] + [len(s) for s in samples[:-1]])
+    gaps = np.empty((len(samples), len(samples)))
+    first = 0
+    while first < len(samples):  # rows in blocks of whole strokes
+        last = first + 1
+        while last < len(samples) and starts[last] - starts[first] < BLOCK_POINTS:
+            last += 1
+        rows = slice(starts[first], starts[last] if last < len(samples) else len(points))
+        squared = norms[rows, None] + norms[None, :] - 2.0 * points[rows] @ points.T
+        per_stroke = np.minimum.reduceat(squared, starts, axis=1)
+        gaps[first:last] = np.minimum.reduceat(per_stroke, starts[first:last] - starts[first], axis=0)
+        first = last
+    gaps = np.sqrt(np.maximum(np.minimum(gaps, gaps.T), 0.0))
+    np.fill_diagonal(gaps, 0.0)
+    return gaps
+
+
+def louvain(weights: np.ndarray, resolution: float = RESOLUTION, seed: int = 0) -> np.ndarray:
+    """Communities of a weighted graph by Louvain modularity optimisation (local moves, then merge)."""
+    rng = np.random.default_rng(seed)
+    node_group = np.arange(len(weights))
+    graph = weights.astype(np.float64)
+    while True:
+        total = graph.sum()
+        if total <= 0:
+            break
+        degree = graph.sum(axis=1)
+        group = np.arange(len(graph))
+        group_degree = degree.copy()
+        changed = True
+        while changed:
+            changed = False
+            for node in rng.permutation(len(graph)):
+                current = group[node]
+                group_degree[current] -= degree[node]
+                links = np.bincount(group, weights=graph[node], minlength=len(graph))
+                links[current] -= graph[node, node]
+                gain = links - resolution * group_degree * degree[node] / total
+                best = int(np.argmax(gain))
+                if gain[best] <= gain[current] + 1e-12:
+                    best = current
+                group[node] = best
+                group_degree[best] += degree[node]
+                changed |= best != current
+        names, group = np.unique(group, return_inverse=True)
+        if len(names) == len(graph):  # no node moved: nothing more to merge
+            break
+        node_group = group[node_group]
+        membership = np.zeros((len(names), len(graph)))
+        membership[group, np.arange(len(graph))] = 1.0
+        graph = membership @ graph @ membership.T
+    return np.unique(node_group, return_inverse=True)[1]
+
+
+def absorb_small_groups(labels: np.ndarray, gaps: np.ndarray, smallest: float = SMALLEST_GROUP) -> np.ndarray:
+    """Merge each group of fewer than `smallest` of the strokes into the group nearest to it."""
+    labels = labels.copy()
+    while True:
+        sizes = np.bincount(labels)
+        small = [g for g in np.flatnonzero(sizes) if sizes[g] < smallest * len(labels)]
+        if not small or np.count_nonzero(sizes) <= 1:
+            break
+        group = min(small, key=lambda g: sizes[g])
+        inside = labels == group
+        nearest = np.argmin(gaps[inside][:, ~inside].min(axis=0))
+        labels[inside] = labels[~inside][nearest]
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def suggest_labels(chains: Sequence[np.ndarray], canvas_size: Sequence[float]) -> np.ndarray:
+    """A group number per stroke (chains in canvas pixels): strokes that touch or nearly touch go together."""
+    if len(chains) < 2:
+        return np.zeros(len(chains), int)
+    gaps = stroke_gaps(chains)
+    weights = np.exp(-gaps / (GAP_SCALE * max(canvas_size)))
+    np.fill_diagonal(weights, 0.0)
+    return absorb_small_groups(louvain(weights), gaps)
+
+
+# --- Moving strokes in the scene ----------------------------------------------------------------
+
+
+def current_sketch(context: bpy.types.Context) -> bpy.types.Collection:
+    """The sketch of the active object or collection, or the scene's only sketch."""
+    for candidate in (context.active_object, context.collection):
+        sketch = scene_model.sketch_of(candidate)
+        if sketch is not None:
+            return sketch
+    sketches = scene_model.sketch_collections(context.scene)
+    if len(sketches) == 1:
+        return sketches[0]
+    if not sketches:
+        raise GroupingError("The scene has no sketch: import one first (MultiSketch > Import SVG)")
+    raise GroupingError("Several sketches in the scene: make a stroke or collection of the one to group active")
+
+
+def selected_strokes(context: bpy.types.Context, sketch: bpy.types.Collection) -> dict[bpy.types.Object, list[int]]:
+    """Selected strokes per Grease Pencil object of the sketch (only objects in Edit Mode, when editing)."""
+    candidates = scene_model.drawing_objects(sketch)
+    if context.mode == "EDIT_GREASE_PENCIL":
+        editing = set(context.objects_in_mode)
+        candidates = [ob for ob in candidates if ob in editing]
+    found = {}
+    for ob in candidates:
+        drawing = scene_model.rest_drawing(ob)
+        strokes = scene_model.selected_strokes(drawing) if drawing is not None else []
+        if strokes:
+            found[ob] = strokes
+    return found
+
+
+def new_object(sketch: bpy.types.Collection, name: str, like: bpy.types.Object) -> bpy.types.Object:
+    """A new, empty object collection in the sketch with its Grease Pencil object (mapping and materials of `like`)."""
+    collection = bpy.data.collections.new(name.strip() or SUGGESTED_NAME)
+    collection[scene_model.OBJECT_KEY] = 1
+    sketch.children.link(collection)
+    return scene_model.new_drawing_object(
+        collection.name,
+        collection,
+        like[scene_model.CANVAS_KEY],
+        like.data.materials,
+        _rest_frame(like),
+    )
+
+
+def background(sketch: bpy.types.Collection) -> bpy.types.Object:
+    """The sketch's background object, made when the sketch has none yet."""
+    found = scene_model.background_object(sketch)
+    if found is not None:
+        return found
+    like = scene_model.drawing_objects(sketch)[0]
+    return scene_model.new_drawing_object(
+        f"{sketch.name} background", sketch, like[scene_model.CANVAS_KEY], like.data.materials, _rest_frame(like)
+    )
+
+
+def _rest_frame(ob: bpy.types.Object) -> int:
+    layer = ob.data.layers[scene_model.REST_LAYER]
+    return min(frame.frame_number for frame in layer.frames)
+
+
+def move_selection(selection: dict[bpy.types.Object, list[int]], target: bpy.types.Object) -> int:
+    """Move the selected strokes into `target`; returns how many moved."""
+    moved = 0
+    for source, strokes in selection.items():
+        if source != target:
+            scene_model.move_strokes(source, strokes, target)
+            moved += len(strokes)
+    return moved
+
+
+def remove_object(collection: bpy.types.Collection) -> None:
+    """Give an object's strokes back to the background and delete its collection and Grease Pencil objects."""
+    sketch = scene_model.sketch_of(collection)
+    drawings = [ob for ob in collection.objects if ob.type == "GREASEPENCIL"]
+    strokes = {ob: list(range(len(scene_model.rest_drawing(ob).strokes))) for ob in drawings if _has_rest(ob)}
+    if any(strokes.values()):
+        move_selection(strokes, background(sketch))
+    for ob in drawings:
+        data = cast(bpy.types.GreasePencil, ob.data)
+        bpy.data.objects.remove(ob)
+        if data.users == 0:
+            bpy.data.grease_pencils.remove(data)
+    bpy.data.collections.remove(collection)
+
+
+def _has_rest(ob: bpy.types.Object) -> bool:
+    return ob.get(scene_model.CANVAS_KEY) is not None and scene_model.rest_drawing(ob) is not None
+
+
+def suggest_grouping(sketch: bpy.types.Collection, replace: bool = False) -> list[bpy.types.Collection]:
+    """Group the background's strokes (all strokes with `replace`) into new object collections."""
+    if replace:
+        for collection in scene_model.object_collections(sketch):
+            remove_object(collection)
+    source = scene_model.background_object(sketch)
+    drawing = scene_model.rest_drawing(source) if source is not None else None
+    if drawing is None or len(drawing.strokes) == 0:
+        raise GroupingError(
+            "Every stroke already belongs to an object: tick 'Replace' to suggest a grouping of all strokes"
+        )
+    chains = [
+        np.array(scene_model.local_to_canvas(source, scene_model.stroke_control_points(drawing, i)))
+        for i in range(len(drawing.strokes))
+    ]
+    labels = suggest_labels(chains, scene_model.canvas_size(sketch))
+    taken = {c.name for c in scene_model.object_collections(sketch)}
+    names = (f"{SUGGESTED_NAME} {n}" for n in range(1, 10_000) if f"{SUGGESTED_NAME} {n}" not in taken)
+    made = []
+    origin = scene_model.source_strokes(source)
+    for group in range(labels.max() + 1):
+        target = new_object(sketch, next(names), source)
+        strokes = [int(i) for i in np.flatnonzero(labels == group)]
+        scene_model.append_strokes(scene_model.rest_drawing(target), drawing, strokes)
+        target[scene_model.SOURCE_STROKES_KEY] = [origin[i] for i in strokes]
+        made.append(target.users_collection[0])
+    scene_model.remove_strokes(drawing, range(len(drawing.strokes)))
+    source[scene_model.SOURCE_STROKES_KEY] = []
+    return made
+
+
+# --- Operators ----------------------------------------------------------------------------------
+
+
+class _SketchOperator:
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(scene_model.sketch_collections(context.scene))
+
+
+class MULTISKETCH_OT_new_object(_SketchOperator, bpy.types.Operator):
+    """Move the selected strokes into a new object (a collection of the sketch)"""
+
+    bl_idname = "multisketch.new_object"
+    bl_label = "New Object from Selection"
+    bl_options = {"REGISTER", "UNDO"}
+
+    name: StringProperty(name="Name", description="Name of the new object", default=SUGGESTED_NAME)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            sketch = current_sketch(context)
+            selection = selected_strokes(context, sketch)
+            if not selection:
+                raise GroupingError("No strokes selected: select the object's strokes in Edit Mode first")
+            target = new_object(sketch, self.name, next(iter(selection)))
+        except GroupingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        moved = move_selection(selection, target)
+        self.report({"INFO"}, f"Moved {moved} stroke{'s' * (moved != 1)} into '{target.users_collection[0].name}'")
+        return {"FINISHED"}
+
+
+def _target_items(_self: bpy.types.Operator, context: bpy.types.Context) -> list[tuple[str, str, str]]:
+    try:
+        sketch = current_sketch(context)
+    except GroupingError:
+        return _ITEMS_CACHE
+    _ITEMS_CACHE[:] = [(BACKGROUND, "Background", "Strokes that belong to no object (never move)")] + [
+        (c.name, c.name, f"The object '{c.name}'") for c in scene_model.object_collections(sketch)
+    ]
+    return _ITEMS_CACHE
+
+
+# Blender keeps pointers to the strings of a dynamic enum: they must outlive the callback.
+_ITEMS_CACHE: list[tuple[str, str, str]] = [(BACKGROUND, "Background", "Strokes that belong to no object")]
+
+
+class MULTISKETCH_OT_assign_to_object(_SketchOperator, bpy.types.Operator):
+    """Move the selected strokes into an existing object, or back to the background"""
+
+    bl_idname = "multisketch.assign_to_object"
+    bl_label = "Assign Selection to Object"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "target"
+
+    target: EnumProperty(name="Object", description="Where the selected strokes go", items=_target_items)
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            sketch = current_sketch(context)
+            selection = selected_strokes(context, sketch)
+            if not selection:
+                raise GroupingError("No strokes selected: select strokes in Edit Mode first")
+            if self.target == BACKGROUND:
+                target = background(sketch)
+            else:
+                collection = next((c for c in scene_model.object_collections(sketch) if c.name == self.target), None)
+                target = scene_model.drawing_object(collection) if collection is not None else None
+                if target is None or not _has_rest(target):
+                    raise GroupingError(f"'{self.target}' is not an object of the sketch '{sketch.name}'")
+        except GroupingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        moved = move_selection(selection, target)
+        self.report({"INFO"}, f"Moved {moved} stroke{'s' * (moved != 1)} into '{target.users_collection[0].name}'")
+        return {"FINISHED"}
+
+
+class MULTISKETCH_OT_suggest_grouping(_SketchOperator, bpy.types.Operator):
+    """Suggest objects: strokes that touch or nearly touch become one object collection each, to review"""
+
+    bl_idname = "multisketch.suggest_grouping"
+    bl_label = "Suggest Grouping"
+    bl_options = {"REGISTER", "UNDO"}
+
+    replace: BoolProperty(
+        name="Replace",
+        description="Regroup every stroke, removing the current objects (their prompts are lost)",
+        default=False,
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            made = suggest_grouping(current_sketch(context), self.replace)
+        except GroupingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        names = ", ".join(c.name for c in made)
+        self.report({"INFO"}, f"Suggested {len(made)} object{'s' * (len(made) != 1)}: {names}. Review and correct them")
+        return {"FINISHED"}
+
+
+class MULTISKETCH_OT_remove_object(_SketchOperator, bpy.types.Operator):
+    """Remove an object: its strokes go back to the background"""
+
+    bl_idname = "multisketch.remove_object"
+    bl_label = "Remove Object"
+    bl_options = {"REGISTER", "UNDO"}
+
+    name: StringProperty(name="Object", description="The object collection to remove (empty: the active object's)")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            sketch = current_sketch(context)
+            collection = _named_or_active_object(context, sketch, self.name)
+        except GroupingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        name = collection.name
+        remove_object(collection)
+        self.report({"INFO"}, f"Removed '{name}'; its strokes are background now")
+        return {"FINISHED"}
+
+
+def _named_or_active_object(
+    context: bpy.types.Context, sketch: bpy.types.Collection, name: str
+) -> bpy.types.Collection:
+    collections = scene_model.object_collections(sketch)
+    if name:
+        found = next((c for c in collections if c.name == name), None)
+        if found is None:
+            raise GroupingError(f"'{name}' is not an object of the sketch '{sketch.name}'")
+        return found
+    for candidate in (context.collection, *(context.active_object.users_collection if context.active_object else ())):
+        if candidate in collections:
+            return candidate
+    raise GroupingError("Make an object of the sketch active (or name it) to remove it")
+
+
+CLASSES = (
+    MULTISKETCH_OT_new_object,
+    MULTISKETCH_OT_assign_to_object,
+    MULTISKETCH_OT_suggest_grouping,
+    MULTISKETCH_OT_remove_object,
+)

@@ -73,7 +73,7 @@ class Shape:
     path_index: int  # its place among the sketch's <path> strokes, -1 for other shapes
     layer: str  # the Grease Pencil layer Blender puts it in
     group: str | None  # the id of the outermost <g id> around it
-    subpaths: list[SubPath] = field(default_factory=list)
+    subpaths: list[SubPath] = field(default_factory=list)  # in document order (the importer reverses them)
 
 
 @dataclass
@@ -318,13 +318,11 @@ def _path_subpaths(d: str, matrix: Matrix) -> list[SubPath]:
             anchors[-1:] = [end]  # a moveto replaces the pending start point
             command, started = ("L" if command == "M" else "l"), True
         else:
-            is_curved_arc = math.dist(current, end) >= 1e-6 and min(abs(arguments[0]), abs(arguments[1])) >= 1e-6
-            if upper == "A" and is_curved_arc:
-                complete = False  # the importer splits it into several Beziers
+            if upper == "A" and math.dist(current, end) >= 1e-6 and min(map(abs, arguments[:2])) >= 1e-6:
+                complete = False  # the importer splits a curved arc into several Beziers
             anchors.append(end)
         current, arguments = end, []
     commit(False)
-    found.reverse()  # nanosvg prepends each sub-path to its shape's list
     return found
 
 

@@ -1,0 +1,194 @@
+"""Importing SVG sketches: objects from stroke tables and `<g id>` groups, exact canvas mapping, clean failures.
+
+Runs against the real bpy module. Reference geometry comes from svgpathtools, independently of the
+add-on's own SVG reader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from svgpathtools import Arc, CubicBezier, Line, QuadraticBezier, parse_path, svg2paths
+
+from tests.addon.conftest import addon_module, import_shared_sketch, reset_scene
+from tests.conftest import multiobject_sketches
+
+TOLERANCE_PX = 1e-3
+scene_model = addon_module("scene_model")
+importer = addon_module("importer")
+
+
+def _cubic_chain(segments, transform: np.ndarray) -> np.ndarray:
+    """p0, c1, c2, p1, ... of a sub-path as Blender's importer makes it (lines and quadratics as exact cubics)."""
+    points = [segments[0].start]
+    for segment in segments:
+        if isinstance(segment, Line):
+            start, end = segment.start, segment.end
+            points += [start + (end - start) / 3, end - (end - start) / 3, end]
+        elif isinstance(segment, QuadraticBezier):
+            start, control, end = segment.bpoints()
+            points += [start + 2 * (control - start) / 3, end + 2 * (control - end) / 3, end]
+        elif isinstance(segment, CubicBezier):
+            points += list(segment.bpoints()[1:])
+        else:
+            raise AssertionError(f"no exact cubic for {segment!r}")
+    xy = np.array([[p.real, p.imag, 1.0] for p in points])
+    return xy @ transform[:2].T
+
+
+def _gp_chains(ob: bpy.types.Object) -> list[np.ndarray]:
+    drawing = scene_model.rest_drawing(ob)
+    return [
+        np.array(scene_model.local_to_canvas(ob, scene_model.stroke_control_points(drawing, i)))
+        for i in range(len(drawing.strokes))
+    ]
+
+
+def _objects(sketch: bpy.types.Collection) -> dict[str, bpy.types.Object]:
+    return {c.name: scene_model.drawing_object(c) for c in scene_model.object_collections(sketch)}
+
+
+@pytest.mark.parametrize("folder", multiobject_sketches(), ids=lambda p: p.name)
+def test_shared_sketch_imports_one_object_per_table_row_with_exact_points(folder: Path) -> None:
+    reset_scene()
+    sketch = import_shared_sketch(folder.name)
+    paths, _ = svg2paths(str(folder / "sketch.svg"))
+    table = addon_module("contract").tables.read_stroke_table(folder / "objects.tsv", len(paths))
+    objects = _objects(sketch)
+
+    assert sorted(objects) == sorted(table)
+    assert scene_model.background_object(sketch) is None  # the table assigns every stroke
+    identity = np.eye(3)
+    for name, indices in table.items():
+        ob = objects[name]
+        assert tuple(ob.location) == (0.0, 0.0, 0.0)
+        expected = [_cubic_chain(sub, identity) for index in indices for sub in paths[index].continuous_subpaths()]
+        assert sorted(scene_model.source_strokes(ob)) == sorted(indices)
+        assert len(scene_model.rest_drawing(ob).strokes) == len(expected)
+        by_index = {index: [] for index in indices}
+        for index, chain in zip(scene_model.source_strokes(ob), _gp_chains(ob), strict=True):
+            by_index[index].append(chain)
+        for index in indices:
+            wanted = [_cubic_chain(sub, identity) for sub in paths[index].continuous_subpaths()]
+            for got, want in zip(by_index[index], wanted, strict=True):
+                assert got.shape == want.shape
+                assert np.abs(got - want).max() < TOLERANCE_PX, f"{name}: stroke {index}"
+    assert scene_model.canvas_size(sketch) == (256.0, 256.0)
+
+
+GROUPED_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="400" height="200" viewBox="10 20 200 100">
+  <defs><path d="M 0 0 L 500 500"/></defs>
+  <g id="cat" transform="translate(30 5) rotate(10)">
+    <path d="M 20 30 C 40 10 60 50 80 30 S 120 10 130 40" stroke="#000" fill="none" stroke-width="3"/>
+    <g><path d="m 50 60 l 20 0 h 10 v 15 q 10 10 -20 5 M 90 90 L 100 80 L 110 95 Z"/></g>
+  </g>
+  <path d="M 150 30 A 20 10 0 0 1 190 60" stroke="red" fill="none"/>
+  <g id="ball" transform="matrix(1.2 0 0 1.2 -20 10)"><path d="M 140 70 T 160 90 Q 175 60 185 80"/></g>
+  <rect x="15" y="25" width="20" height="10"/>
+</svg>
+"""
+
+
+def test_g_id_groups_become_objects_and_every_curve_maps_back_exactly(empty_scene, tmp_path: Path) -> None:
+    svg = tmp_path / "grouped.svg"
+    svg.write_text(GROUPED_SVG, encoding="utf-8")
+    sketch = importer.import_sketch(bpy.context, str(svg))
+
+    objects = _objects(sketch)
+    assert sorted(objects) == ["ball", "cat"]
+    assert scene_model.source_strokes(objects["cat"]) == [0, 1, 1]  # the second path has two sub-paths
+    assert scene_model.source_strokes(objects["ball"]) == [3]
+    background = scene_model.background_object(sketch)
+    assert scene_model.source_strokes(background) == [2, -1]  # the arc path, then the rect (no <path>)
+    assert scene_model.canvas_size(sketch) == (200.0, 100.0)
+
+    to_canvas = np.array([[1, 0, -10], [0, 1, -20], [0, 0, 1]], float)
+    cat = np.deg2rad(10)
+    cat_transform = (
+        to_canvas
+        @ np.array([[1, 0, 30], [0, 1, 5], [0, 0, 1]])
+        @ np.array([[np.cos(cat), -np.sin(cat), 0], [np.sin(cat), np.cos(cat), 0], [0, 0, 1]])
+    )
+    ball_transform = to_canvas @ np.array([[1.2, 0, -20], [0, 1.2, 10], [0, 0, 1]])
+    path_data = [
+        "M 20 30 C 40 10 60 50 80 30 S 120 10 130 40",
+        "m 50 60 l 20 0 h 10 v 15 q 10 10 -20 5 M 90 90 L 100 80 L 110 95 Z",
+    ]
+    wanted = [_cubic_chain(sub, cat_transform) for d in path_data for sub in parse_path(d).continuous_subpaths()]
+    got = _gp_chains(objects["cat"])
+    assert len(got) == 3
+    for g, w in zip(got[:2], wanted[:2], strict=True):
+        assert np.abs(g - w).max() < TOLERANCE_PX
+    closed = got[2]  # cyclic: the closing line, then the cyclic segment back to the (repeated) start
+    assert np.abs(closed[:-3] - wanted[2]).max() < TOLERANCE_PX
+    assert np.abs(closed[-3:] - wanted[2][0]).max() < TOLERANCE_PX
+
+    ball = parse_path("M 140 70 T 160 90 Q 175 60 185 80")
+    assert np.abs(_gp_chains(objects["ball"])[0] - _cubic_chain(ball, ball_transform)).max() < TOLERANCE_PX
+
+    arc = parse_path("M 150 30 A 20 10 0 0 1 190 60")
+    assert isinstance(arc[0], Arc)
+    arc_chain = _gp_chains(background)[0]
+    for got_point, want in ((arc_chain[0], arc[0].start), (arc_chain[-1], arc[0].end)):
+        assert np.abs(got_point - (to_canvas @ [want.real, want.imag, 1])[:2]).max() < TOLERANCE_PX
+
+
+def test_import_leaves_the_rest_of_the_scene_and_the_active_collection_alone(empty_scene) -> None:
+    mine = bpy.data.collections.new("My stuff")
+    empty_scene.collection.children.link(mine)
+    cube = bpy.data.objects.new("Empty", None)
+    cube.location = (1.0, 2.0, 3.0)
+    mine.objects.link(cube)
+    layer_collection = bpy.context.view_layer.layer_collection.children["My stuff"]
+    bpy.context.view_layer.active_layer_collection = layer_collection
+    empty_scene.cursor.location = (5.0, 5.0, 5.0)
+
+    sketch = import_shared_sketch()
+
+    assert bpy.context.view_layer.active_layer_collection.collection == mine
+    assert sketch.name in mine.children  # the sketch goes where new things go
+    assert tuple(cube.location) == (1.0, 2.0, 3.0) and list(cube.users_collection) == [mine]
+    assert set(bpy.data.objects) == {cube, *scene_model.drawing_objects(sketch)}
+    for ob in scene_model.drawing_objects(sketch):
+        assert tuple(ob.location) == (0.0, 0.0, 0.0)
+        assert len(ob.data.layers) == 1
+    assert len(bpy.data.grease_pencils) == len(scene_model.drawing_objects(sketch))
+
+
+BAD_INPUTS = {
+    "missing file": ("missing.svg", None, None, "No SVG file"),
+    "not xml": ("notes.svg", "just some text", None, "not an SVG file"),
+    "not svg": ("page.svg", "<html><body/></html>", None, "not an SVG file"),
+    "no strokes": ("empty.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><rect/></svg>', None,
+                   "has no strokes"),
+    "unknown stroke": (None, None, "cat\t0,1,999\n", "does not exist"),
+    "duplicate stroke": (None, None, "cat\t0,1\ndog\t1,2\n", "is in both"),
+    "uneven viewBox": ("squashed.svg",
+                       '<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100" viewBox="0 0 200 100">'
+                       '<path d="M 10 10 L 190 90"/><path d="M 10 90 L 50 10"/></svg>', None, "Cannot map"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_reported_and_leaves_nothing_behind(case: str, empty_scene, tmp_path: Path) -> None:
+    name, text, table, message = BAD_INPUTS[case]
+    svg = tmp_path / (name or "sketch.svg")
+    if name is None:
+        svg.write_text((next(iter(multiobject_sketches())) / "sketch.svg").read_text(), encoding="utf-8")
+    elif text is not None:
+        svg.write_text(text, encoding="utf-8")
+    objects_file = ""
+    if table is not None:
+        objects_file = str(tmp_path / "objects.tsv")
+        Path(objects_file).write_text(table, encoding="utf-8")
+    before = {kind: set(getattr(bpy.data, kind)) for kind in ("objects", "grease_pencils", "materials", "collections")}
+
+    with pytest.raises(RuntimeError, match=message):
+        bpy.ops.multisketch.import_svg(filepath=str(svg), objects_file=objects_file)
+
+    after = {kind: set(getattr(bpy.data, kind)) for kind in before}
+    assert after == before
+    assert not scene_model.sketch_collections(empty_scene)

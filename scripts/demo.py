@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,26 @@ def install_extension(work: Path) -> None:
         sys.exit("the MultiSketch extension did not enable; see the messages above")
 
 
+def follow_engine(jobs: Path, since: float, stop: threading.Event) -> None:
+    """Print the stages from the engine's job log while the operator blocks (the log is safe to read from a thread)."""
+    printed = 0
+    while not stop.wait(1.0):
+        logs = [log for log in jobs.glob("*/log.txt") if log.stat().st_mtime >= since]
+        if not logs:
+            continue
+        lines = max(logs, key=lambda log: log.stat().st_mtime).read_text(encoding="utf-8").splitlines()
+        for line in lines[printed:]:
+            try:
+                event = json.loads(line[line.index("{") :])
+            except ValueError:
+                continue
+            if event.get("event") == "stage":
+                print(f"  stage {event['index'] + 1} of {event['count']}: {event['stage']}", flush=True)
+            elif event.get("event") == "done":
+                print(f"  engine done in {event['seconds']:.0f} s", flush=True)
+        printed = len(lines)
+
+
 def animate(example: Path, settings: Settings, args: argparse.Namespace, cache: Path) -> None:
     """Import the example, type its prompts, and run Animate with SDS as a script does (blocking)."""
     import bpy
@@ -138,10 +160,16 @@ def animate(example: Path, settings: Settings, args: argparse.Namespace, cache: 
         f"{settings.steps} steps per stage, {settings.size} px ... (prompt: {options.prompt!r})"
     )
     started = time.monotonic()
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_engine, args=(cache / "jobs", time.time(), stop), daemon=True)
+    follower.start()
     try:
         bpy.ops.multisketch.animate()
     except RuntimeError as exc:  # the operator's error report
         sys.exit(f"Animate with SDS failed: {exc}")
+    finally:
+        stop.set()
+        follower.join()
     print(f"Animated in {time.monotonic() - started:.0f} s: {bpy.context.window_manager.multisketch_job.message}")
 
 

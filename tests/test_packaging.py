@@ -47,6 +47,7 @@ print("REPORT " + json.dumps({
     "operators": operators,
     "engine_root": str(contract.engine_root()) if contract else None,
     "extensions_dir": bpy.utils.user_resource("EXTENSIONS"),
+    "heavy_modules": sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules),
 }))
 """
 
@@ -124,6 +125,7 @@ def test_zip_installs_and_enables_in_a_fresh_blender_user_folder(archive: Path, 
     assert Path(report["extensions_dir"]).is_relative_to(user), "Blender did not use the fresh user folder"
     assert report["enabled"], done.stdout[-3000:] + done.stderr[-3000:]
     assert report["operators"] == dict.fromkeys(OPERATORS, True)
+    assert report["heavy_modules"] == [], "enabling the add-on loaded the engine's heavy modules into Blender"
     installed = Path(report["extensions_dir"]) / "user_default" / "multisketch"
     assert Path(report["engine_root"]) == installed
     assert (installed / "server" / "protocol.py").is_file()

@@ -18,6 +18,9 @@ CATEGORY = "MultiSketch"
 
 def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
     """The sketch the tab works on, the same one "Animate with SDS" takes; None while that is unclear."""
+    if getattr(context.scene, "multisketch", None) is None:  # settings not registered: only an only sketch
+        sketches = scene_model.sketch_collections(context.scene)
+        return sketches[0] if len(sketches) == 1 else None
     try:
         return job_export.sketch_to_animate(context)
     except job_export.JobExportError:

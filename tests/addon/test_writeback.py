@@ -128,9 +128,16 @@ def _write_result(exported, seed: int, frames: int = FRAMES, local_px: float = 1
     return result
 
 
-def _result_objects() -> dict[str, bpy.types.Object]:
+def result_objects() -> dict[str, bpy.types.Object]:
     """Result objects by the name of the sketch object they animate."""
     return {ob.parent.name: ob for ob in bpy.data.objects if ob.get("multisketch_result")}
+
+
+def transform_curves(result_object: bpy.types.Object) -> dict[tuple[str, int], bpy.types.FCurve]:
+    """The object's F-curves by (data path, axis)."""
+    animation = result_object.animation_data
+    channelbag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
+    return {(curve.data_path, curve.array_index): curve for curve in channelbag.fcurves}
 
 
 def _shown_chains(result_object: bpy.types.Object, scene_frame: int) -> list[np.ndarray]:
@@ -151,9 +158,9 @@ def _shown_chains(result_object: bpy.types.Object, scene_frame: int) -> list[np.
     return chains
 
 
-def _worst_error(exported, result: dict, scene_frames: list[int], engine_frames: list[int]) -> float:
+def worst_error(exported, result: dict, scene_frames: list[int], engine_frames: list[int]) -> float:
     """Largest distance (px) between what the scene shows and the result, over moving objects and frames."""
-    shown_by = _result_objects()
+    shown_by = result_objects()
     worst = 0.0
     for name, obj in result["objects"].items():
         if obj["static"]:
@@ -167,7 +174,7 @@ def _worst_error(exported, result: dict, scene_frames: list[int], engine_frames:
     return worst
 
 
-def _drawings_of(sketch: bpy.types.Collection) -> dict:
+def drawings_of(sketch: bpy.types.Collection) -> dict:
     """Every attribute of every drawing of the sketch's own Grease Pencil objects."""
     state = {}
     for ob in scene_model.drawing_objects(sketch):
@@ -187,7 +194,7 @@ def test_every_animated_frame_shows_the_result_exactly(sketch: bpy.types.Collect
     exported = _export(sketch, tmp_path / "job")
     result = _write_result(exported, seed=1)
     writeback.apply_result(bpy.context, sketch, exported)
-    assert _worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX
+    assert worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX
 
 
 def test_frames_between_keys_hold_the_previous_engine_frame(sketch: bpy.types.Collection, tmp_path: Path) -> None:
@@ -197,7 +204,7 @@ def test_frames_between_keys_hold_the_previous_engine_frame(sketch: bpy.types.Co
     keyed = _keyed_frames()
     assert keyed[:3] == [1, 4, 7]  # 24 fps scene, 8 fps animation
     between = [keyed[f] + 1 for f in (0, 5, FRAMES - 1)] + [keyed[-1] + 2]
-    assert _worst_error(exported, result, between, [0, 5, FRAMES - 1, FRAMES - 1]) < TOLERANCE_PX
+    assert worst_error(exported, result, between, [0, 5, FRAMES - 1, FRAMES - 1]) < TOLERANCE_PX
     assert bpy.context.scene.frame_end >= keyed[-1] + 2
 
 
@@ -209,9 +216,9 @@ def test_other_frame_rates_and_start_frames_place_keys_at_8_fps(sketch: bpy.type
     writeback.apply_result(bpy.context, sketch, exported)
     expected = [10 + round(f * (30 / 1.001) / 8) for f in range(FRAMES)]
     assert _keyed_frames() == expected
-    for result_object in _result_objects().values():
+    for result_object in result_objects().values():
         assert sorted(frame.frame_number for frame in result_object.data.layers[0].frames) == expected
-    assert _worst_error(exported, result, expected, list(range(FRAMES))) < TOLERANCE_PX
+    assert worst_error(exported, result, expected, list(range(FRAMES))) < TOLERANCE_PX
     assert scene.frame_end >= expected[-1]
 
 
@@ -219,15 +226,13 @@ def test_global_motion_is_on_editable_transform_fcurves(sketch: bpy.types.Collec
     exported = _export(sketch, tmp_path / "job")
     result = _write_result(exported, seed=4)
     writeback.apply_result(bpy.context, sketch, exported)
-    shown_by = _result_objects()
+    shown_by = result_objects()
     moving = [name for name, obj in result["objects"].items() if not obj["static"]]
     assert sorted(shown_by) == sorted(exported.objects[name].gp_object for name in moving)
     keyed = _keyed_frames()
     for name in moving:
         result_object = shown_by[exported.objects[name].gp_object]
-        animation = result_object.animation_data
-        channelbag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
-        curves = {(c.data_path, c.array_index): c for c in channelbag.fcurves}
+        curves = transform_curves(result_object)
         for path in ("location", "rotation_euler", "scale"):
             for axis in range(3):
                 points = curves[(path, axis)].keyframe_points
@@ -249,17 +254,17 @@ def test_global_motion_is_on_editable_transform_fcurves(sketch: bpy.types.Collec
 def test_the_sketch_keeps_its_drawings_and_shows_again_when_cleared(
     sketch: bpy.types.Collection, tmp_path: Path
 ) -> None:
-    before = _drawings_of(sketch)
+    before = drawings_of(sketch)
     exported = _export(sketch, tmp_path / "job")
     result = _write_result(exported, seed=5)
     writeback.apply_result(bpy.context, sketch, exported)
-    assert _drawings_of(sketch) == before
+    assert drawings_of(sketch) == before
     moving = {exported.objects[n].gp_object for n, obj in result["objects"].items() if not obj["static"]}
     for ob in scene_model.drawing_objects(sketch):
         hidden = ob.name in moving
         assert (ob.hide_viewport, ob.hide_render) == (hidden, hidden), ob.name
     writeback.clear_result(sketch)
-    assert _drawings_of(sketch) == before
+    assert drawings_of(sketch) == before
     assert not any(ob.hide_viewport or ob.hide_render for ob in scene_model.drawing_objects(sketch))
     assert not any(ob.get("multisketch_result") for ob in bpy.data.objects)
     assert len(bpy.data.actions) == 0 and len(bpy.data.grease_pencils) == len(scene_model.drawing_objects(sketch))
@@ -272,7 +277,7 @@ def test_static_objects_and_background_stay_as_drawn(sketch: bpy.types.Collectio
     _write_result(exported, seed=6)
     writeback.apply_result(bpy.context, sketch, exported)
     still = [scene_model.drawing_object(objects[0]), scene_model.background_object(sketch)]
-    shown_by = _result_objects()
+    shown_by = result_objects()
     for ob in still:
         if ob is not None:
             assert ob.name not in shown_by and not ob.hide_viewport and ob.animation_data is None
@@ -292,9 +297,9 @@ def test_animating_again_replaces_the_previous_result(sketch: bpy.types.Collecti
     )
     assert [c.name for c in sketch.children if c.get("multisketch_result")] == [f"{sketch.name} result"]
     keyed = writeback.scene_frames(bpy.context.scene, 12, 8)
-    for result_object in _result_objects().values():
+    for result_object in result_objects().values():
         assert sorted(frame.frame_number for frame in result_object.data.layers[0].frames) == keyed
-    assert _worst_error(second, result, keyed, list(range(12))) < TOLERANCE_PX
+    assert worst_error(second, result, keyed, list(range(12))) < TOLERANCE_PX
 
 
 def test_a_result_that_no_longer_fits_the_scene_changes_nothing(sketch: bpy.types.Collection, tmp_path: Path) -> None:
@@ -315,19 +320,19 @@ def test_a_result_that_no_longer_fits_the_scene_changes_nothing(sketch: bpy.type
 
 def test_undo_takes_the_whole_result_back(sketch: bpy.types.Collection, tmp_path: Path) -> None:
     sketch_name = sketch.name
-    before = _drawings_of(sketch)
+    before = drawings_of(sketch)
     objects_before = sorted(ob.name for ob in bpy.data.objects)
     exported = _export(sketch, tmp_path / "job")
     _write_result(exported, seed=11)
     bpy.ops.ed.undo_push(message="before animate")
     writeback.apply_result(bpy.context, sketch, exported)
     bpy.ops.ed.undo_push(message="animate")
-    assert _result_objects()
+    assert result_objects()
     bpy.ops.ed.undo()
     sketch = bpy.data.collections[sketch_name]
     assert sorted(ob.name for ob in bpy.data.objects) == objects_before
     assert not writeback.has_result(sketch) and len(bpy.data.actions) == 0
-    assert _drawings_of(sketch) == before
+    assert drawings_of(sketch) == before
     assert not any(ob.hide_viewport for ob in scene_model.drawing_objects(sketch))
 
 
@@ -338,7 +343,7 @@ def test_clear_animation_button_removes_the_result(sketch: bpy.types.Collection,
     writeback.apply_result(bpy.context, sketch, exported)
     assert ui.active_sketch(bpy.context) == sketch
     assert bpy.ops.multisketch.clear_animation() == {"FINISHED"}
-    assert not writeback.has_result(sketch) and not _result_objects()
+    assert not writeback.has_result(sketch) and not result_objects()
 
 
 def test_the_largest_shared_sketch_writes_24_frames_fast(tmp_path: Path) -> None:
@@ -351,7 +356,7 @@ def test_the_largest_shared_sketch_writes_24_frames_fast(tmp_path: Path) -> None
     writeback.apply_result(bpy.context, sketch, exported)
     seconds = time.perf_counter() - started
     assert seconds < 1.0, f"writing 24 frames of 270 strokes took {seconds:.2f} s"
-    assert _worst_error(exported, result, _keyed_frames()[::6], list(range(FRAMES))[::6]) < TOLERANCE_PX
+    assert worst_error(exported, result, _keyed_frames()[::6], list(range(FRAMES))[::6]) < TOLERANCE_PX
 
 
 def test_closed_strokes_close_on_their_first_point(sketch: bpy.types.Collection, tmp_path: Path) -> None:
@@ -372,4 +377,4 @@ def test_closed_strokes_close_on_their_first_point(sketch: bpy.types.Collection,
                     chain[-1] = chain[0]  # the engine moves a closed stroke's closing point with its first one
     (exported.job_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
     writeback.apply_result(bpy.context, sketch, exported)
-    assert _worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX
+    assert worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX

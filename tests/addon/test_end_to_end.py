@@ -1,0 +1,169 @@
+"""End to end, headless: import a shared sketch, "Animate with SDS" with the real engine, get editable keys.
+
+The engine runs as the add-on runs it, as a child process (this venv's Python, the tiny random prior
+on the CPU, tiny renders), so the numbers compared come from the engine's own result.json. The
+sidebar is drawn into a recording layout, since panels cannot be drawn without a window.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import bpy
+import pytest
+
+from tests.addon.test_writeback import (
+    PKG,
+    drawings_of,
+    result_objects,
+    transform_curves,
+    worst_error,
+)
+from tests.conftest import MULTIOBJECT
+
+job_export = sys.modules[PKG + ".job_export"]
+scene_model = sys.modules[PKG + ".scene_model"]
+ui = sys.modules[PKG + ".ui"]
+writeback = sys.modules[PKG + ".writeback"]
+
+SKETCH = MULTIOBJECT / "dog9"  # two objects
+
+
+@pytest.fixture
+def sketch(tmp_path: Path) -> bpy.types.Collection:
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
+    assert bpy.ops.multisketch.import_svg(
+        filepath=str(SKETCH / "sketch.svg"), objects_file=str(SKETCH / "objects.tsv")
+    ) == {"FINISHED"}
+    settings = bpy.context.scene.multisketch
+    settings.prompt = (SKETCH / "caption.txt").read_text(encoding="utf-8").strip()
+    settings.prior, settings.size, settings.frames, settings.seed = "tiny", 32, 3, 0
+    settings.quality, settings.steps = "CUSTOM", 2
+    (sketch,) = scene_model.sketch_collections(bpy.context.scene)
+    return sketch
+
+
+def _finished_jobs(tmp_path: Path) -> list[Path]:
+    return sorted(p.parent for p in (tmp_path / "cache" / "jobs").glob("*/result.json"))
+
+
+def _check_shows_job(sketch: bpy.types.Collection, job_dir: Path) -> None:
+    """F-curves and one drawing per frame on each moving object, showing the job's result exactly."""
+    exported = job_export.ExportedJob.load(job_dir)
+    result = json.loads((job_dir / "result.json").read_text(encoding="utf-8"))
+    moving = [name for name, obj in result["objects"].items() if not obj["static"]]
+    keyed = writeback.scene_frames(bpy.context.scene, result["frames"], result["fps"])
+    shown_by = result_objects()
+    assert sorted(shown_by) == sorted(exported.objects[name].gp_object for name in moving)
+    (collection,) = [c for c in sketch.children if c.get("multisketch_result")]
+    assert set(collection.objects) == set(shown_by.values())
+    for result_object in shown_by.values():
+        curves = transform_curves(result_object)
+        for path in ("location", "rotation_euler", "scale"):
+            assert [round(key.co.x) for key in curves[(path, 0)].keyframe_points] == keyed
+        assert sorted(frame.frame_number for frame in result_object.data.layers[0].frames) == keyed
+    assert worst_error(exported, result, keyed, list(range(result["frames"]))) < 1e-3
+
+
+def test_animate_keys_the_engines_result_and_a_second_run_replaces_it(
+    sketch: bpy.types.Collection, tmp_path: Path
+) -> None:
+    drawn = drawings_of(sketch)
+    assert bpy.ops.multisketch.animate() == {"FINISHED"}
+    (first,) = _finished_jobs(tmp_path)
+    _check_shows_job(sketch, first)
+    assert drawings_of(sketch) == drawn
+
+    settings = bpy.context.scene.multisketch
+    settings.seed, settings.frames, settings.steps = 1, 2, 1
+    assert bpy.ops.multisketch.animate() == {"FINISHED"}
+    (second,) = [job for job in _finished_jobs(tmp_path) if job != first]
+    _check_shows_job(sketch, second)
+    assert drawings_of(sketch) == drawn
+    assert len(bpy.data.actions) == len(result_objects())
+
+
+class _Layout:
+    """Stands in for a UILayout and records what a panel draws into it."""
+
+    def __init__(self, drawn: list) -> None:
+        self.drawn, self.enabled = drawn, True
+
+    def row(self, **_options) -> _Layout:
+        return _Layout(self.drawn)
+
+    column = box = row
+
+    def prop(self, owner, name: str, **_options) -> None:
+        self.drawn.append(("prop", name))
+
+    def operator(self, idname: str, **_options) -> None:
+        self.drawn.append(("operator", idname))
+
+    def label(self, text: str = "", **_options) -> None:
+        self.drawn.append(("label", text))
+
+    def progress(self, text: str = "", factor: float = 0.0, **_options) -> None:
+        self.drawn.append(("progress", text, factor))
+
+
+def _draw_sidebar(context) -> list:
+    drawn: list = []
+    for panel in (ui.MULTISKETCH_PT_sketch, ui.MULTISKETCH_PT_objects, ui.MULTISKETCH_PT_animate):
+        if panel is ui.MULTISKETCH_PT_sketch or panel.poll(context):
+            panel.draw(SimpleNamespace(layout=_Layout(drawn)), context)
+    return drawn
+
+
+def test_sidebar_offers_every_step_from_import_to_animate(sketch: bpy.types.Collection) -> None:
+    drawn = _draw_sidebar(bpy.context)
+    operators = [entry[1] for entry in drawn if entry[0] == "operator"]
+    for idname in ("import_svg", "new_object", "assign_to_object", "suggest_grouping", "animate"):
+        assert f"multisketch.{idname}" in operators
+    assert "multisketch.clear_animation" not in operators and not any(e[0] == "progress" for e in drawn)
+    properties = [entry[1] for entry in drawn if entry[0] == "prop"]
+    objects = scene_model.object_collections(sketch)
+    assert properties.count("static") == len(objects) and properties.count("prompt") == len(objects) + 1
+    for name in ("frames", "quality", "seed", "device", "prior"):
+        assert name in properties
+    labels = " ".join(entry[1] for entry in drawn if entry[0] == "label")
+    for collection in objects:
+        strokes = len(scene_model.rest_drawing(scene_model.drawing_object(collection)).curve_offsets) - 1
+        assert f"{collection.name} ({strokes} strokes)" in labels
+
+
+def test_sidebar_shows_progress_with_cancel_while_running_then_clear(sketch: bpy.types.Collection) -> None:
+    job = bpy.context.window_manager.multisketch_job
+    job.running, job.stage, job.step, job.steps, job.eta, job.progress = True, "object:dog", 3, 10, "42s", 0.25
+    drawn = _draw_sidebar(bpy.context)
+    (progress,) = [entry for entry in drawn if entry[0] == "progress"]
+    assert progress[2] == 0.25 and all(part in progress[1] for part in ("object:dog", "3/10", "42s"))
+    operators = [entry[1] for entry in drawn if entry[0] == "operator"]
+    assert "multisketch.cancel" in operators and "multisketch.animate" not in operators
+
+    job.running = False
+    collection = bpy.data.collections.new(f"{sketch.name} result")
+    collection["multisketch_result"] = 1
+    sketch.children.link(collection)
+    operators = [entry[1] for entry in _draw_sidebar(bpy.context) if entry[0] == "operator"]
+    assert "multisketch.animate" in operators and "multisketch.clear_animation" in operators
+
+
+def test_sidebar_still_draws_without_the_add_ons_settings(sketch: bpy.types.Collection) -> None:
+    bare = SimpleNamespace(
+        scene=SimpleNamespace(collection=bpy.context.scene.collection),
+        window_manager=SimpleNamespace(),
+        preferences=bpy.context.preferences,
+        active_object=None,
+    )
+    drawn = _draw_sidebar(bare)
+    assert ("operator", "multisketch.animate") in drawn
+    assert ("label", f"{sketch.name}: 256 x 256 px") in drawn
+    properties = [entry[1] for entry in drawn if entry[0] == "prop"]
+    assert properties.count("static") == len(scene_model.object_collections(sketch))
+    assert not {"frames", "quality", "seed", "device", "prior"} & set(properties)

@@ -15,27 +15,21 @@ from types import SimpleNamespace
 import bpy
 import pytest
 
-from tests.addon.test_writeback import (
-    PKG,
-    drawings_of,
-    result_objects,
-    transform_curves,
-    worst_error,
-)
+from tests.addon.conftest import ADDON_PACKAGE, addon_module
+from tests.addon.test_writeback import drawings_of, result_objects, transform_curves, worst_error
 from tests.conftest import MULTIOBJECT
 
-job_export = sys.modules[PKG + ".job_export"]
-scene_model = sys.modules[PKG + ".scene_model"]
-ui = sys.modules[PKG + ".ui"]
-writeback = sys.modules[PKG + ".writeback"]
+job_export = addon_module("job_export")
+scene_model = addon_module("scene_model")
+ui = addon_module("ui")
+writeback = addon_module("writeback")
 
 SKETCH = MULTIOBJECT / "dog9"  # two objects
 
 
 @pytest.fixture
-def sketch(tmp_path: Path) -> bpy.types.Collection:
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    prefs = bpy.context.preferences.addons[PKG].preferences
+def sketch(empty_scene: bpy.types.Scene, tmp_path: Path) -> bpy.types.Collection:
+    prefs = bpy.context.preferences.addons[ADDON_PACKAGE].preferences
     prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
     assert bpy.ops.multisketch.import_svg(
         filepath=str(SKETCH / "sketch.svg"), objects_file=str(SKETCH / "objects.tsv")

@@ -8,61 +8,35 @@ job folder made by the real job export, so every number a test compares comes fr
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-import addon_utils
 import bpy
 import numpy as np
 import pytest
 from bpy_extras import anim_utils
 
-from tests.conftest import MULTIOBJECT, REPO
+from tests.addon.conftest import ADDON_PACKAGE, addon_module, import_shared_sketch, reset_scene
 
-# ---- stand-in fixtures until tests/addon/conftest.py lands -------------------------------------
+job_export = addon_module("job_export")
+scene_model = addon_module("scene_model")
+writeback = addon_module("writeback")
+ui = addon_module("ui")
 
-PKG = "bl_ext.dev.multisketch_addon"
-
-
-def _enable_addon() -> None:
-    prefs = bpy.context.preferences
-    if not any(r.module == "dev" for r in prefs.extensions.repos):
-        prefs.extensions.repos.new(name="dev", module="dev", custom_directory=str(REPO), source="USER")
-
-    def _raise(exc: BaseException) -> None:
-        raise exc
-
-    addon_utils.enable(PKG, default_set=True, handle_error=_raise)
-
-
-_enable_addon()
-importer = sys.modules[PKG + ".importer"]
-job_export = sys.modules[PKG + ".job_export"]
-scene_model = sys.modules[PKG + ".scene_model"]
-writeback = sys.modules[PKG + ".writeback"]
-ui = sys.modules[PKG + ".ui"]
-
-
-def _import(name: str, tmp_path: Path) -> bpy.types.Collection:
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    bpy.context.preferences.addons[PKG].preferences.cache_dir = str(tmp_path / "cache")
-    folder = MULTIOBJECT / name
-    return importer.import_sketch(bpy.context, str(folder / "sketch.svg"), str(folder / "objects.tsv"))
-
-
-# -------------------------------------------------------------------------------------------------
 
 TOLERANCE_PX = 1e-3
 FRAMES = 24
 
 
+def _ready_to_export(sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
+    bpy.context.preferences.addons[ADDON_PACKAGE].preferences.cache_dir = str(tmp_path / "cache")
+    bpy.context.scene.multisketch.prompt = "they move"
+    return sketch
+
+
 @pytest.fixture
-def sketch(tmp_path: Path) -> bpy.types.Collection:
-    collection = _import("basketball5", tmp_path)
-    bpy.context.scene.multisketch.prompt = "a player throws a ball"
-    bpy.context.scene.multisketch.prior = "tiny"
-    return collection
+def sketch(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
+    return _ready_to_export(imported_sketch, tmp_path)
 
 
 def _export(sketch: bpy.types.Collection, folder: Path):
@@ -347,8 +321,8 @@ def test_clear_animation_button_removes_the_result(sketch: bpy.types.Collection,
 
 
 def test_the_largest_shared_sketch_writes_24_frames_fast(tmp_path: Path) -> None:
-    sketch = _import("gvk10", tmp_path)
-    bpy.context.scene.multisketch.prompt = "people walk"
+    reset_scene()
+    sketch = _ready_to_export(import_shared_sketch("gvk10"), tmp_path)
     exported = _export(sketch, tmp_path / "job")
     assert len(exported.strokes) == 270
     result = _write_result(exported, seed=13)

@@ -26,9 +26,7 @@ background are left as they are.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import bpy
@@ -38,8 +36,8 @@ from mathutils import Euler, Matrix
 
 from . import scene_model
 from .contract import errors, protocol
+from .job_export import ExportedJob
 
-BLENDER_MAP = "blender_map.json"
 RESULT_MARK = "multisketch_result"
 # On a result object: the source object's (hide_viewport, hide_render) before the result hid it.
 SOURCE_VISIBILITY = "multisketch_source_visibility"
@@ -71,15 +69,6 @@ class _ObjectPlan:
     layout: _StrokeLayout
     frames: list[dict[str, Any]]
     center: tuple[float, float]
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise errors.UserError(f"the job folder has no {what} ({path})") from None
-    except (OSError, ValueError) as exc:
-        raise errors.UserError(f"cannot read the {what} {path}: {exc}") from None
 
 
 def _stroke_layout(drawing: bpy.types.GreasePencilDrawing, gp_strokes: list[int]) -> _StrokeLayout:
@@ -115,10 +104,10 @@ def _rest_location(source: bpy.types.Object) -> tuple[int, int]:
     raise errors.UserError(f"{source.name!r} has no drawing with its original strokes: import the sketch again")
 
 
-def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, blender_map: dict) -> _ObjectPlan:
+def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, exported: ExportedJob) -> _ObjectPlan:
     """Check that the scene still holds what the job was exported from, and where each point goes."""
-    entry = blender_map["objects"].get(name)
-    source = bpy.data.objects.get(entry["object"]) if entry else None
+    link = exported.objects.get(name)
+    source = bpy.data.objects.get(link.gp_object) if link else None
     if source is None or source.type != "GREASEPENCIL" or scene_model.sketch_of(source) != sketch:
         raise errors.UserError(
             f"object {name!r} of the result is no longer in sketch {sketch.name!r} (renamed or deleted "
@@ -126,7 +115,7 @@ def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, blender_
         )
     gp_strokes: list[int] = []  # a <path> with several sub-paths became consecutive GP strokes
     for engine_stroke, subpaths in zip(result["strokes"], result["frames"][0]["points"], strict=True):
-        object_name, first = blender_map["strokes"][engine_stroke]
+        object_name, first = exported.strokes[engine_stroke]
         if object_name != source.name:
             raise errors.UserError(f"stroke {engine_stroke} of {name!r} is not in {source.name!r}: animate again")
         gp_strokes.extend(first + k for k in range(len(subpaths)))
@@ -276,23 +265,20 @@ def clear_result(sketch: bpy.types.Collection) -> None:
         bpy.data.collections.remove(collection)
 
 
-def apply_result(context: bpy.types.Context, sketch: bpy.types.Collection, exported: Any) -> None:
-    """Replace the sketch's previous result with the one in `exported.job_dir`.
+def apply_result(context: bpy.types.Context, sketch: bpy.types.Collection, exported: ExportedJob) -> None:
+    """Replace the sketch's previous result with the one in the job folder (`result.json`).
 
+    The job's map from engine names and stroke indices to scene objects says where each point goes.
     Everything is checked before the scene changes, so a result that no longer fits the scene raises
     UserError and leaves the scene as it was.
     """
-    job_dir = Path(exported.job_dir)
     try:
-        result = protocol.load_result(job_dir / protocol.RESULT)
+        result = protocol.load_result(exported.result_path)
     except FileNotFoundError:
-        raise errors.UserError(f"the job folder {job_dir} has no result") from None
+        raise errors.UserError(f"the job folder {exported.job_dir} has no result") from None
     except ValueError as exc:
-        raise errors.UserError(f"cannot read the result in {job_dir}: {exc}") from None
-    blender_map = _read_json(job_dir / BLENDER_MAP, "map of engine names to scene objects")
-    plans = [
-        _plan_object(sketch, name, obj, blender_map) for name, obj in result["objects"].items() if not obj["static"]
-    ]
+        raise errors.UserError(f"cannot read the result in {exported.job_dir}: {exc}") from None
+    plans = [_plan_object(sketch, name, obj, exported) for name, obj in result["objects"].items() if not obj["static"]]
     scene = context.scene
     numbers = scene_frames(scene, result["frames"], result["fps"])
     # Below 8 fps several engine frames fall on one scene frame: the first of them is kept.

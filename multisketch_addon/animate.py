@@ -55,8 +55,9 @@ class AnimationJob:
         try:
             while (outcome := self.update(context)) is None:
                 time.sleep(POLL_INTERVAL_S)
-        except BaseException:
+        except BaseException:  # Ctrl+C in a script: stop the engine, keep the scene, pass the interruption on
             self.process.stop()
+            self.conclude(context, self.process.wait())
             raise
         return outcome
 
@@ -103,17 +104,17 @@ def start_job(context: bpy.types.Context) -> AnimationJob:
     sketch = sketch_to_animate(context)
     jobs = cache_folder(context) / JOBS_FOLDER
     job_dir = _new_job_dir(jobs, sketch.name)
-    try:
+    try:  # until the engine runs, the new folder holds nothing worth keeping
         exported = export_job(context, sketch, job_dir)
         interpreter = check_interpreter(addon_preferences(context).python_path)
+        previous = _resumable_job(jobs, sketch.name, exported)
+        if previous is not None:
+            shutil.rmtree(job_dir)
+            exported = ExportedJob.load(previous)
+        process = EngineProcess(interpreter, exported.job_dir, resume=previous is not None)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
-    previous = _resumable_job(jobs, sketch.name, exported)
-    if previous is not None:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        exported = ExportedJob.load(previous)
-    process = EngineProcess(interpreter, exported.job_dir, resume=previous is not None)
     state = context.window_manager.multisketch_job
     state.running, state.progress, state.step, state.steps = True, 0.0, 0, exported.spec.steps
     state.stage, state.eta, state.message = "resuming" if previous else "starting", "", ""
@@ -267,6 +268,9 @@ def _stop_before_load(*_args: object) -> None:
     global _running
     stop_all()
     _running = None
+    state = getattr(bpy.context.window_manager, "multisketch_job", None)
+    if state is not None:
+        state.running = False
 
 
 CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel)

@@ -27,6 +27,8 @@ from .contract import engine_root, protocol
 CANCEL_GRACE_S = 1.5
 # Importing torch and diffusers the first time can take a while on a cold disk.
 CHECK_TIMEOUT_S = 90.0
+# How long processes the engine started may keep its output open after it has exited.
+ORPHAN_GRACE_S = 1.0
 STDERR_TAIL_LINES = 40
 STDERR_LOG = "engine-stderr.txt"
 
@@ -101,7 +103,11 @@ class EngineProcess:
         self._cancel_requested = False
         self._kill_deadline: float | None = None
         self._outcome: EngineOutcome | None = None
-        self._stderr_log = open(self.job_dir / STDERR_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed on exit)
+        self._exited_at: float | None = None
+        try:
+            self._stderr_log = open(self.job_dir / STDERR_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed on exit)
+        except OSError as exc:
+            raise EngineError(f"Cannot write into the job folder {self.job_dir}: {exc.strerror or exc}") from None
         try:
             self._process = subprocess.Popen(
                 command,
@@ -196,7 +202,13 @@ class EngineProcess:
         if self._outcome is not None:
             return self._outcome
         code = self._process.poll()
-        if code is None or any(reader.is_alive() for reader in self._readers):
+        if code is None:
+            return None
+        if any(reader.is_alive() for reader in self._readers):
+            # Something the engine started still holds its output open: it must not outlive the engine.
+            self._exited_at = self._exited_at or time.monotonic()
+            if time.monotonic() - self._exited_at > ORPHAN_GRACE_S:
+                _signal_group(self._process, hard=True)
             return None
         self.poll()
         self._outcome = self._conclude(code)

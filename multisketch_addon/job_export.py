@@ -205,14 +205,14 @@ def _read_strokes(ob: bpy.types.Object) -> list[_Stroke]:
     drawing = scene_model.rest_drawing(ob)
     if drawing is None:
         return []
-    if scene_model.CANVAS_KEY not in ob:
+    if ob.get(scene_model.CANVAS_KEY) is None:
         raise JobExportError(
             f"'{ob.name}' was not made by the MultiSketch import, so its strokes have no place on the sketch's "
             "canvas: move it out of the sketch's collections"
         )
     px_per_unit = 1.0 / float(ob[scene_model.CANVAS_KEY][0])
     offsets = scene_model.stroke_offsets(drawing)
-    radius = drawing.attributes.get("radius")
+    radius: bpy.types.Attribute | None = drawing.attributes.get("radius")
     if radius is not None:
         radii = scene_model.read_attribute(radius)
     else:

@@ -14,82 +14,33 @@ import threading
 import time
 from pathlib import Path
 
-# ---- stand-in fixtures until tests/addon/conftest.py lands -------------------------------------
-import addon_utils  # noqa: E402
 import bpy
 import numpy as np
 import pytest
 
-from tests.conftest import REPO  # noqa: E402
+from tests.addon.conftest import ADDON_PACKAGE, addon_module
 
-PKG = "bl_ext.dev.multisketch_addon"
-
-
-def _enable_addon() -> None:
-    prefs = bpy.context.preferences
-    if not any(r.module == "dev" for r in prefs.extensions.repos):
-        prefs.extensions.repos.new(name="dev", module="dev", custom_directory=str(REPO), source="USER")
-
-    def _raise(exc: BaseException) -> None:
-        raise exc
-
-    addon_utils.enable(PKG, default_set=True, handle_error=_raise)
-
-
-_enable_addon()
-animate = sys.modules[PKG + ".animate"]
-scene_model = sys.modules[PKG + ".scene_model"]
-CANVAS = [0.01, 1.28, -1.28]
-
-
-def _add_chains(ob: bpy.types.Object, chains: list[list[tuple[float, float]]]) -> None:
-    drawing = scene_model.rest_drawing(ob)
-    drawing.add_strokes([len(chain) // 3 + 1 for chain in chains])
-    anchors, lefts, rights = [], [], []
-    for chain in chains:
-        local = np.array(scene_model.canvas_to_local(ob, chain), np.float32)
-        anchors.append(local[0::3])
-        lefts.append(np.concatenate([local[:1], local[2::3]]))
-        rights.append(np.concatenate([local[1::3], local[-1:]]))
-    drawing.set_types(type="BEZIER")
-    for name, values in (("position", anchors), ("handle_left", lefts), ("handle_right", rights)):
-        attribute = drawing.attributes.get(name) or drawing.attributes.new(name, "FLOAT_VECTOR", "POINT")
-        attribute.data.foreach_set("vector", np.concatenate(values).ravel())
-    count = sum(len(a) for a in anchors)
-    for name, value in (("radius", 1.5 * CANVAS[0]), ("opacity", 1.0)):
-        attribute = drawing.attributes.get(name) or drawing.attributes.new(name, "FLOAT", "POINT")
-        attribute.data.foreach_set("value", np.full(count, value, np.float32))
-    drawing.tag_positions_changed()
-
-
-def _stroke(x: float, y: float) -> list[tuple[float, float]]:
-    return [(x, y), (x + 10, y), (x + 20, y + 10), (x + 30, y + 10), (x + 40, y + 10), (x + 50, y), (x + 60, y)]
+animate = addon_module("animate")
+scene_model = addon_module("scene_model")
 
 
 @pytest.fixture
-def sketch(tmp_path: Path) -> bpy.types.Collection:
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    prefs = bpy.context.preferences.addons[PKG].preferences
+def sketch(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
+    """The shared sketch, set up for the smallest real job: tiny prior, 32 px, 2 frames, 2 steps per stage."""
+    prefs = _prefs()
     prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
-    scene = bpy.context.scene
-    collection = bpy.data.collections.new("sketch")
-    scene.collection.children.link(collection)
-    collection["multisketch_sketch"], collection["multisketch_canvas_size"] = 1, [256, 256]
-    background = scene_model.new_drawing_object("sketch", collection, CANVAS, [], 1)
-    _add_chains(background, [_stroke(10, 240)])
-    for row, name in enumerate(("ball", "cat")):
-        child = bpy.data.collections.new(name)
-        collection.children.link(child)
-        child["multisketch_object"] = 1
-        ob = scene_model.new_drawing_object(name, child, CANVAS, [], 1)
-        _add_chains(ob, [_stroke(20 + 70 * row, 40 * k + 20) for k in range(3)])
-    settings = scene.multisketch
-    settings.prompt, settings.prior, settings.size, settings.frames = "a cat plays with a ball", "tiny", 32, 2
+    settings = bpy.context.scene.multisketch
+    settings.prompt, settings.prior, settings.size, settings.frames = "a player dunks a ball", "tiny", 32, 2
     settings.quality, settings.steps = "CUSTOM", 2
-    return collection
+    return imported_sketch
 
 
-# -------------------------------------------------------------------------------------------------
+def _prefs() -> bpy.types.AddonPreferences:
+    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+def _objects(sketch: bpy.types.Collection) -> dict[str, bpy.types.Collection]:
+    return {collection.name: collection for collection in scene_model.object_collections(sketch)}
 
 
 def _scene_state() -> dict:
@@ -129,16 +80,12 @@ def _group_is_gone(pid: int) -> bool:
     return False
 
 
-def _settings_prefs() -> bpy.types.AddonPreferences:
-    return bpy.context.preferences.addons[PKG].preferences
-
-
 def test_missing_interpreter_says_where_to_set_it(sketch: bpy.types.Collection, tmp_path: Path) -> None:
     before = _scene_state()
-    _settings_prefs().python_path = ""
+    _prefs().python_path = ""
     message = _animate_error()
     assert "No Python interpreter is set" in message and "Create Engine Environment" in message
-    _settings_prefs().python_path = str(tmp_path / "no-such-python")
+    _prefs().python_path = str(tmp_path / "no-such-python")
     message = _animate_error()
     assert "does not exist" in message and "no-such-python" in message and "Preferences" in message
     assert _scene_state() == before and _jobs(tmp_path) == []
@@ -149,14 +96,14 @@ def test_broken_interpreters_are_named_with_the_reason(sketch: bpy.types.Collect
     text_file = tmp_path / "python.txt"
     text_file.write_text("this is not a program\n")
     text_file.chmod(text_file.stat().st_mode | stat.S_IXUSR)
-    _settings_prefs().python_path = str(text_file)
+    _prefs().python_path = str(text_file)
     message = _animate_error()
     assert "python.txt cannot run" in message and "Create Engine Environment" in message
 
     without_torch = tmp_path / "python-without-torch"
     without_torch.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
     without_torch.chmod(0o755)
-    _settings_prefs().python_path = str(without_torch)
+    _prefs().python_path = str(without_torch)
     message = _animate_error()
     assert "cannot import torch and diffusers" in message and "No module named 'torch'" in message
     assert _scene_state() == before and _jobs(tmp_path) == []
@@ -173,11 +120,13 @@ def test_empty_object_collection_is_named(sketch: bpy.types.Collection, tmp_path
 
 
 def test_strokes_in_two_objects_are_named(sketch: bpy.types.Collection, tmp_path: Path) -> None:
-    bpy.data.collections["cat"].objects.link(bpy.data.objects["ball"])
-    bpy.data.collections["cat"].objects.unlink(bpy.data.objects["cat"])
+    objects = _objects(sketch)
+    ball, hoop = scene_model.drawing_object(objects["basketball"]), scene_model.drawing_object(objects["hoop"])
+    objects["hoop"].objects.link(ball)  # the ball's strokes now also belong to the hoop
+    objects["hoop"].objects.unlink(hoop)
     before = _scene_state()
     message = _animate_error()
-    assert "strokes of 'ball' are in two objects" in message and "'cat'" in message
+    assert f"strokes of '{ball.name}' are in two objects" in message and "'hoop'" in message
     assert _scene_state() == before and _jobs(tmp_path) == []
 
 
@@ -193,7 +142,7 @@ def test_nothing_to_animate_says_what_is_missing(case: str, sketch: bpy.types.Co
     else:
         for child in sketch.children:
             child.multisketch.static = True
-        expected = "every object of 'sketch' is static"
+        expected = f"every object of '{sketch.name}' is static"
     before = _scene_state()
     message = _animate_error()
     assert "Nothing to animate" in message and expected in message
@@ -233,36 +182,42 @@ def test_cancel_stops_the_engine_within_2s_and_keeps_scene_and_job(sketch: bpy.t
     assert not bpy.context.window_manager.multisketch_job.running
     assert _jobs(tmp_path) == [job.exported.job_dir] and (job.exported.job_dir / "job.json").is_file()
 
-    again = animate.start_job(bpy.context)  # the same settings continue the kept job
-    try:
-        assert again.resumed and again.exported.job_dir == job.exported.job_dir
-    finally:
-        again.cancel()
-        again.conclude(bpy.context, again.process.wait())
+
+def _stages_started(job_dir: Path) -> int:
+    """How many stages the engine's log says have begun."""
+    log = job_dir / "log.txt"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    return sum('"event":"stage"' in line for line in lines)
 
 
-def test_engine_killed_mid_run_gives_clear_error_and_leaves_nothing(sketch: bpy.types.Collection, tmp_path) -> None:
-    bpy.context.scene.multisketch.steps = 10_000
+def test_engine_killed_mid_run_gives_clear_error_and_loses_nothing(sketch: bpy.types.Collection, tmp_path) -> None:
     before = _scene_state()
     killed: list[int] = []
 
-    def kill_once_running() -> None:  # plays the part of the OOM killer or a crash
+    def kill_in_second_stage() -> None:  # plays the part of the OOM killer or a crash
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job = animate.running_job()
-            log = job.exported.job_dir / "log.txt" if job else None
-            if log is not None and log.is_file() and '"event":"stage"' in log.read_text():
+            if job is not None and _stages_started(job.exported.job_dir) >= 2:
                 killed.append(job.process.pid)
                 os.kill(job.process.pid, signal.SIGKILL)
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
-    killer = threading.Thread(target=kill_once_running)
+    killer = threading.Thread(target=kill_in_second_stage)
     killer.start()
     message = _animate_error()  # the operator runs to completion: there is no window
     killer.join()
-    assert killed, "the engine never started its first stage"
+    assert killed, "the engine never reached its second stage"
     assert "stopped by signal SIGKILL" in message and "engine-stderr.txt" in message
     assert _group_is_gone(killed[0])
     assert _scene_state() == before and animate.running_job() is None
-    assert _jobs(tmp_path) and (_jobs(tmp_path)[0] / "job.json").is_file()
+    assert not bpy.context.window_manager.multisketch_job.running
+
+    (kept,) = _jobs(tmp_path)
+    again = animate.start_job(bpy.context)  # the same settings continue after the finished first stage
+    try:
+        assert again.resumed and again.exported.job_dir == kept
+    finally:
+        again.cancel()
+        again.conclude(bpy.context, again.process.wait())

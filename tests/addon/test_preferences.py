@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-# ---- stand-in registration until tests/addon/conftest.py lands ---------------------------------
-import addon_utils  # noqa: E402
 import bpy
 import pytest
 
-from tests.conftest import REPO  # noqa: E402
+from tests.addon.conftest import ADDON_PACKAGE, addon_module
 
-PKG = "bl_ext.dev.multisketch_addon"
-if not any(r.module == "dev" for r in bpy.context.preferences.extensions.repos):
-    bpy.context.preferences.extensions.repos.new(name="dev", module="dev", custom_directory=str(REPO), source="USER")
-addon_utils.enable(PKG, default_set=True)
-# -------------------------------------------------------------------------------------------------
-
-preferences = sys.modules[PKG + ".preferences"]
-contract = sys.modules[PKG + ".contract"]
+preferences = addon_module("preferences")
+contract = addon_module("contract")
 
 
 @pytest.fixture
 def prefs(tmp_path: Path):
-    addon_prefs = bpy.context.preferences.addons[PKG].preferences
+    addon_prefs = bpy.context.preferences.addons[ADDON_PACKAGE].preferences
     saved = {name: getattr(addon_prefs, name) for name in ("python_path", "cache_dir", "model", "device")}
     online = bpy.context.preferences.system.use_online_access
     bpy.context.preferences.system.use_online_access = True
@@ -52,7 +43,7 @@ def test_defaults_name_the_paper_model_and_a_user_cache_folder(prefs, tmp_path: 
     prefs.property_unset("cache_dir")
     assert prefs.model == contract.protocol.DEFAULT_MODEL
     default_cache = preferences.cache_folder(bpy.context)
-    assert default_cache == Path(bpy.utils.extension_path_user(PKG, create=False))
+    assert default_cache == Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=False))
     prefs.cache_dir = str(tmp_path)
     assert preferences.cache_folder(bpy.context) == tmp_path
 

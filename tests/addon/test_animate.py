@@ -1,0 +1,121 @@
+"""Animate with SDS on the happy path: the job the engine gets, and a headless run to a written-back result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from svgpathtools import svg2paths
+
+from tests.addon.conftest import ADDON_PACKAGE, SHARED_SKETCH, addon_module
+from tests.conftest import MULTIOBJECT
+
+job_export = addon_module("job_export")
+scene_model = addon_module("scene_model")
+writeback = addon_module("writeback")
+
+
+@pytest.fixture
+def sketch(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
+    """The shared sketch, set up for the smallest real job: tiny prior, 32 px, 2 frames, 2 steps per stage."""
+    prefs = _prefs()
+    prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
+    settings = bpy.context.scene.multisketch
+    settings.prompt, settings.prior, settings.size, settings.frames = "a player dunks a ball", "tiny", 32, 2
+    settings.quality, settings.steps = "CUSTOM", 2
+    return imported_sketch
+
+
+def _prefs() -> bpy.types.AddonPreferences:
+    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+def _control_points(path) -> np.ndarray:
+    """An svgpathtools path as its cubic chain p0, c1, c2, p1, ... (canvas pixels)."""
+    points = [path[0].start] + [p for segment in path for p in segment.bpoints()[1:]]
+    return np.array([(p.real, p.imag) for p in points])
+
+
+def _canvas_chains(ob: bpy.types.Object) -> list[np.ndarray]:
+    """Each stroke of a Grease Pencil object's rest drawing as canvas-pixel control points."""
+    drawing = scene_model.rest_drawing(ob)
+    return [
+        np.array(scene_model.local_to_canvas(ob, scene_model.stroke_control_points(drawing, i)))
+        for i in range(len(drawing.curve_offsets) - 1)
+    ]
+
+
+def test_export_sends_the_imported_strokes_objects_and_settings(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    objects = {c.name: c for c in scene_model.object_collections(sketch)}
+    objects["basketball"].multisketch.prompt = "a ball flies into the hoop"
+    objects["hoop"].multisketch.static = True
+    bpy.context.scene.multisketch.quality = "DRAFT"
+    exported = job_export.export_job(bpy.context, sketch, tmp_path / "job")
+
+    # The engine sees exactly the strokes of the user's SVG, one <path> per Grease Pencil stroke.
+    paths, attributes = svg2paths(str(exported.sketch_path))
+    source = [path.continuous_subpaths() for path in svg2paths(str(MULTIOBJECT / SHARED_SKETCH / "sketch.svg"))[0]]
+    assert len(paths) == len(exported.strokes) == sum(len(subpaths) for subpaths in source)
+    seen: dict[int, int] = {}
+    for path, (gp_object, gp_stroke) in zip(paths, exported.strokes, strict=True):
+        path_index = scene_model.source_strokes(bpy.data.objects[gp_object])[gp_stroke]
+        subpath = seen.get(path_index, 0)  # a <path> with several sub-paths gave several strokes, in order
+        seen[path_index] = subpath + 1
+        np.testing.assert_allclose(_control_points(path), _control_points(source[path_index][subpath]), atol=1e-3)
+    np.testing.assert_allclose([float(a["stroke-width"]) for a in attributes], 3.0, atol=1e-3)
+
+    # Each object names the strokes of its own collection: those the stroke table gave it.
+    spec = json.loads(exported.spec_path.read_text())
+    table = (MULTIOBJECT / SHARED_SKETCH / "objects.tsv").read_text().splitlines()
+    expected = {name: {int(i) for i in indices.split(",")} for name, indices in (row.split("\t") for row in table)}
+    for obj in spec["objects"]:
+        gp_object = bpy.data.objects[exported.objects[obj["name"]].gp_object]
+        assert {exported.strokes[i][0] for i in obj["strokes"]} == {gp_object.name}
+        sources = {scene_model.source_strokes(gp_object)[exported.strokes[i][1]] for i in obj["strokes"]}
+        assert sources == expected[obj["name"]]
+    by_name = {obj["name"]: obj for obj in spec["objects"]}
+    assert (by_name["basketball"]["prompt"], by_name["basketball"]["static"]) == ("a ball flies into the hoop", False)
+    assert (by_name["hoop"]["static"], by_name["player"]["prompt"]) == (True, None)
+    assert (spec["prompt"], spec["sketch"], spec["frames"], spec["size"]) == (
+        "a player dunks a ball",
+        "sketch.svg",
+        2,
+        32,
+    )
+    assert (spec["prior"], spec["device"], spec["steps"]) == ("tiny", "cpu", 100)  # 100: the draft preset
+    assert Path(spec["model"]).is_relative_to(tmp_path / "cache")
+
+    again = job_export.ExportedJob.load(exported.job_dir)
+    assert (again.objects, again.strokes, again.spec) == (exported.objects, exported.strokes, exported.spec)
+
+
+def test_scene_device_overrides_the_preferences_and_paper_quality_is_1000_steps(sketch, tmp_path: Path) -> None:
+    settings = bpy.context.scene.multisketch
+    settings.quality, settings.prior, settings.device = "PAPER", "modelscope", "PREFERENCES"
+    _prefs().model, _prefs().device = "/models/text-to-video", "auto"
+    spec = job_export.export_job(bpy.context, sketch, tmp_path / "a").spec
+    assert (spec.steps, spec.device, spec.model) == (1000, "auto", "/models/text-to-video")
+    settings.device = "cuda"
+    assert job_export.export_job(bpy.context, sketch, tmp_path / "b").spec.device == "cuda"
+
+
+def test_headless_animate_runs_to_the_end_and_writes_the_result_back(sketch, tmp_path: Path) -> None:
+    objects = scene_model.object_collections(sketch)
+    for collection in objects:  # one moving object keeps the run short: its own stage, then the joint one
+        collection.multisketch.static = collection.name != "player"
+    rest_before = {ob.name: _canvas_chains(ob) for ob in map(scene_model.drawing_object, objects)}
+    assert bpy.ops.multisketch.animate() == {"FINISHED"}
+
+    (job_dir,) = (tmp_path / "cache" / "jobs").iterdir()
+    assert job_dir.name.startswith(f"{sketch.name}-") and (job_dir / "result.json").is_file()
+    assert writeback.has_result(sketch)
+    state = bpy.context.window_manager.multisketch_job
+    assert not state.running and f"Animated '{sketch.name}'" in state.message
+    assert (state.stage, state.step, state.steps, state.progress) == ("joint", 2, 2, pytest.approx(1.0))
+    for name, chains in rest_before.items():
+        for before, after in zip(chains, _canvas_chains(bpy.data.objects[name]), strict=True):
+            np.testing.assert_array_equal(before, after)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +19,8 @@ import bpy
 import numpy as np
 import pytest
 
-from tests.addon.conftest import ADDON_PACKAGE, addon_module
+from tests.addon.conftest import ADDON_PACKAGE, addon_module, reset_scene
+from tests.conftest import REPO
 
 animate = addon_module("animate")
 scene_model = addon_module("scene_model")
@@ -221,3 +223,47 @@ def test_engine_killed_mid_run_gives_clear_error_and_loses_nothing(sketch: bpy.t
     finally:
         again.cancel()
         again.conclude(bpy.context, again.process.wait())
+
+
+def _endless_engine(tmp_path: Path) -> Path:
+    """An interpreter that passes the import check and then runs forever: an engine that never ends."""
+    script = tmp_path / "endless-python"
+    script.write_text('#!/bin/sh\n[ "$1" = "-c" ] && exit 0\nexec sleep 600\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_opening_another_file_stops_the_engine(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    _prefs().python_path = str(_endless_engine(tmp_path))
+    job = animate.start_job(bpy.context)
+    assert not _group_is_gone(job.process.pid)
+    reset_scene()  # File > New runs the same load handlers as File > Open
+    assert _group_is_gone(job.process.pid) and animate.running_job() is None
+    assert not bpy.context.window_manager.multisketch_job.running
+
+
+QUIT_WHILE_RUNNING = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.addon.conftest import ADDON_PACKAGE, addon_module, import_shared_sketch, reset_scene
+import bpy
+reset_scene()
+import_shared_sketch()
+prefs = bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+prefs.python_path, prefs.cache_dir = sys.argv[2], sys.argv[3]
+bpy.context.scene.multisketch.prompt = "a player dunks a ball"
+print("ENGINE", addon_module("animate").start_job(bpy.context).process.pid, flush=True)
+"""  # ...and the interpreter ends with the job running, as when Blender quits
+
+
+def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", QUIT_WHILE_RUNNING, str(REPO), str(_endless_engine(tmp_path)), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user")},
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ENGINE ")]
+    assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
+    assert _group_is_gone(int(lines[-1].split()[1]))

@@ -47,7 +47,6 @@ class EngineOutcome:
 
     status: str
     message: str
-    result_path: Path | None = None
 
 
 _checked_interpreters: set[tuple[str, float]] = set()
@@ -99,7 +98,7 @@ class EngineProcess:
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._last_error: str | None = None
-        self._result_path: Path | None = None
+        self._done_announced = False
         self._cancel_requested = False
         self._kill_deadline: float | None = None
         self._outcome: EngineOutcome | None = None
@@ -164,8 +163,8 @@ class EngineProcess:
                 break
             if event["event"] == "error":
                 self._last_error = str(event.get("message", "")).strip() or None
-            elif event["event"] == "done" and event.get("result"):
-                self._result_path = Path(event["result"])
+            elif event["event"] == "done":
+                self._done_announced = True
             events.append(event)
         if self._kill_deadline is not None and time.monotonic() > self._kill_deadline:
             self._kill()
@@ -192,10 +191,6 @@ class EngineProcess:
         self._kill_deadline = None
         if self._process.poll() is None:
             _signal_group(self._process, hard=True)
-
-    @property
-    def running(self) -> bool:
-        return self.outcome() is None
 
     def outcome(self) -> EngineOutcome | None:
         """None while the engine runs; afterwards how it ended (once all its output has been read)."""
@@ -224,8 +219,8 @@ class EngineProcess:
         return outcome
 
     def _conclude(self, code: int) -> EngineOutcome:
-        if code == protocol.EXIT_OK and self._result_path is not None:
-            return EngineOutcome("done", "finished", self._result_path)
+        if code == protocol.EXIT_OK and self._done_announced:
+            return EngineOutcome("done", "finished")
         if self._cancel_requested or code == protocol.EXIT_CANCELLED:
             return EngineOutcome("cancelled", f"Cancelled; the job folder {self.job_dir} keeps what was computed.")
         if self._last_error:

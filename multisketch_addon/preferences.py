@@ -59,9 +59,7 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        row = layout.row(align=True)
-        row.prop(self, "python_path")
-        row.operator(MULTISKETCH_OT_create_engine_env.bl_idname, text="", icon="CONSOLE")
+        layout.prop(self, "python_path")
         layout.operator(MULTISKETCH_OT_create_engine_env.bl_idname, icon="IMPORT")
         layout.prop(self, "model")
         layout.label(text="ModelScope's weights are licensed CC-BY-NC-4.0 (non-commercial use).", icon="INFO")

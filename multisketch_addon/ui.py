@@ -18,7 +18,7 @@ CATEGORY = "MultiSketch"
 
 def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
     """The sketch the tab works on, the same one "Animate with SDS" takes; None while that is unclear."""
-    if getattr(context.scene, "multisketch", None) is None:  # settings not registered: only an only sketch
+    if getattr(context.scene, "multisketch", None) is None:  # settings not registered: the only sketch, if one
         sketches = scene_model.sketch_collections(context.scene)
         return sketches[0] if len(sketches) == 1 else None
     try:
@@ -46,7 +46,7 @@ def _prop(layout: bpy.types.UILayout, owner, name: str, **options) -> None:
         layout.prop(owner, name, **options)
 
 
-def _preferences(context: bpy.types.Context):
+def _preferences(context: bpy.types.Context) -> bpy.types.AddonPreferences | None:
     addon: bpy.types.Addon | None = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
 
@@ -85,6 +85,8 @@ class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
 
 
 class _SidebarPanel(bpy.types.Panel):
+    """Where every panel of the tab lives (never registered itself)."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = CATEGORY

@@ -43,7 +43,7 @@ class Settings:
 
 # The paper's settings with the real model; tiny ones that finish in minutes on a CPU.
 FULL = Settings(prior="modelscope", device="cuda", frames=24, steps=1000, size=256)
-QUICK = Settings(prior="tiny", device="cpu", frames=8, steps=20, size=64)
+QUICK = Settings(prior="tiny", device="cpu", frames=8, steps=10, size=64)
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny test model on the CPU (minutes, no GPU)")
     parser.add_argument("--example", choices=examples, default="kids_and_kite", help="which sketch of examples/")
     parser.add_argument("--output", type=Path, default=REPO / "demo-output", help="where the .blend and GIF go")
-    parser.add_argument("--steps", type=int, help="optimization steps per stage (default: 1000, quick: 20)")
+    parser.add_argument("--steps", type=int, help="optimization steps per stage (default: 1000, quick: 10)")
     parser.add_argument("--frames", type=int, help="frames of the animation (default: 24, quick: 8)")
     parser.add_argument("--model", help="ModelScope hub id or local folder in the diffusers layout")
     parser.add_argument("--seed", type=int, default=0)

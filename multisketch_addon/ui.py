@@ -135,6 +135,7 @@ class MULTISKETCH_PT_objects(_SidebarPanel):
             strokes = _stroke_count(scene_model.drawing_object(collection))
             row.label(text=f"{collection.name} ({strokes} strokes)", icon="OUTLINER_COLLECTION")
             _prop(row, settings, "static", text="", icon="PINNED" if getattr(settings, "static", False) else "UNPINNED")
+            row.operator("multisketch.remove_object", text="", icon="X").name = collection.name
             if not getattr(settings, "static", False):
                 _prop(box, settings, "prompt", text="", placeholder="own prompt (optional)")
         background = _stroke_count(scene_model.background_object(sketch))
@@ -144,7 +145,6 @@ class MULTISKETCH_PT_objects(_SidebarPanel):
         _operator(column, "multisketch.new_object", text="New Object from Selection", icon="ADD")
         _operator(column, "multisketch.assign_to_object", text="Assign Selection to Object", icon="FORWARD")
         _operator(column, "multisketch.suggest_grouping", text="Suggest Grouping", icon="LIGHT")
-        _operator(column, "multisketch.accept_grouping", text="Accept Suggestion", icon="CHECKMARK")
 
 
 class MULTISKETCH_PT_animate(_SidebarPanel):

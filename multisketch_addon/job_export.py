@@ -164,10 +164,12 @@ def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object,
             "'New Object' (or 'Suggest Grouping') in the MultiSketch sidebar"
         )
     owners: list[tuple[bpy.types.Object, bpy.types.Collection]] = []
-    owner_of: dict[str, str] = {}
+    owner_of: dict[str, str] = {}  # Grease Pencil object -> where its strokes already belong
+    owner_of_data: dict[str, tuple[str, str]] = {}  # Grease Pencil data -> (object, where)
     background = scene_model.background_object(sketch)
     if background is not None:
         owner_of[background.name] = f"the background of '{sketch.name}'"
+        owner_of_data[background.data.name] = (background.name, owner_of[background.name])
     for collection in collections:
         drawings = [ob for ob in collection.objects if ob.type == "GREASEPENCIL"]
         if len(drawings) > 1:
@@ -186,7 +188,14 @@ def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object,
                 f"The strokes of '{ob.name}' are in two objects, {owner_of[ob.name]} and '{collection.name}': "
                 f"unlink '{ob.name}' from one of them (Object Properties > Collections)"
             )
+        twin, where = owner_of_data.get(ob.data.name, (ob.name, ""))
+        if twin != ob.name:
+            raise JobExportError(
+                f"'{ob.name}' of '{collection.name}' and '{twin}' of {where} share the same strokes (linked "
+                f"duplicates): give '{ob.name}' its own (Object > Relations > Make Single User > Object & Data)"
+            )
         owner_of[ob.name] = f"'{collection.name}'"
+        owner_of_data[ob.data.name] = (ob.name, owner_of[ob.name])
         owners.append((ob, collection))
     if all(collection.multisketch.static for collection in collections):
         raise JobExportError(

@@ -132,6 +132,17 @@ def test_strokes_in_two_objects_are_named(sketch: bpy.types.Collection, tmp_path
     assert _scene_state() == before and _jobs(tmp_path) == []
 
 
+def test_linked_duplicates_sharing_strokes_are_named(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    hoop = scene_model.drawing_object(_objects(sketch)["hoop"])
+    hoop.data = scene_model.drawing_object(_objects(sketch)["basketball"]).data  # as Alt+D would share it
+    before = _scene_state()
+    message = _animate_error()
+    assert (
+        f"'{hoop.name}' of 'hoop'" in message and "share the same strokes" in message and "Make Single User" in message
+    )
+    assert _scene_state() == before and _jobs(tmp_path) == []
+
+
 @pytest.mark.parametrize("case", ["no sketch", "no objects", "all static"])
 def test_nothing_to_animate_says_what_is_missing(case: str, sketch: bpy.types.Collection, tmp_path: Path) -> None:
     if case == "no sketch":

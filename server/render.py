@@ -113,8 +113,10 @@ def _bernstein(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([u**3, 3 * u**2 * t, 3 * u * t**2, t**3], dim=-1)
 
 
-def _windows(starts: torch.Tensor, ends: torch.Tensor, radius: torch.Tensor, size: int):
-    """Per piece, the first pixel column/row and the number of columns/rows its stroke can touch: each (F, N, 2)."""
+def _windows(
+    starts: torch.Tensor, ends: torch.Tensor, radius: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per piece, its first pixel column/row (F, N, 2), its columns/rows (F, N, 2) and their product (F, N)."""
     reach = (radius + 0.5).unsqueeze(-1)  # coverage is exactly 0 beyond r + 1/2 from the centre line
     low = torch.ceil(torch.minimum(starts, ends) - reach - 0.5).clamp(0, size)
     high = torch.floor(torch.maximum(starts, ends) + reach - 0.5).clamp(-1, size - 1)

@@ -204,6 +204,8 @@ def _optimize(
 
     sketch = load_svg(folder.resolve(spec.sketch))
     spec.check_strokes(len(sketch.strokes))
+    for shape, count in sketch.ignored_shapes.items():
+        reporter.warning(f"{count} <{shape}> element(s) are not strokes (only <path> is animated) and are left out")
     if spec.target_plan:
         spec.target_plan = str(folder.resolve(spec.target_plan))
     device = resolve_device(spec.device)

@@ -32,6 +32,15 @@ class ProgressReporter:
         if self._log and (name != "step" or fields.get("step") == fields.get("steps")):
             self._log(encode_event(name, **fields))
 
+    def warning(self, message: str) -> None:
+        """Something the user should know that does not stop the job."""
+        self._end_bar()
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        if self.mode == "json":
+            print(encode_event("warning", message=message), flush=True)
+        if self._log:
+            self._log(encode_event("warning", message=message))
+
     def error(self, message: str) -> None:
         self._end_bar()
         print(f"error: {message}", file=sys.stderr, flush=True)

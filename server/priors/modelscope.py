@@ -53,6 +53,18 @@ _WEIGHTED = ("text_encoder", "vae", "unet")
 _HUB_CONFIG_PATTERNS = ["model_index.json", "scheduler/*.json", "tokenizer/*", "*/config.json"]
 _PIPELINE_CLASS = "TextToVideoSDPipeline"
 
+# The noise schedule of ali-vilab/text-to-video-ms-1.7b (scheduler/scheduler_config.json).
+SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+
 
 @contextmanager
 def _without_progress_bars() -> Iterator[None]:

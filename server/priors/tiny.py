@@ -20,23 +20,11 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..errors import UserError
 from ..protocol import DEFAULT_MODEL
-from .modelscope import ModelScopeComponents
+from .modelscope import SCHEDULER_CONFIG, ModelScopeComponents
 
 FOLDER_NAME = "tiny-modelscope"
 SEED = 0
 TOKENS = 77
-
-# ModelScope's own noise schedule: it costs nothing and keeps the timestep weighting real.
-SCHEDULER_CONFIG = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "epsilon",
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-}
 
 
 def default_folder() -> Path:
@@ -113,7 +101,7 @@ def build_components() -> ModelScopeComponents:
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=small_tokenizer(),
-        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),  # the real schedule: it costs nothing
     )
 
 

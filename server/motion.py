@@ -27,9 +27,16 @@ SCALE_SCALE = 0.05
 
 # The global learning rate is tiny (1e-4). With it, Adam moves each weight by about 0.02 over a few hundred
 # steps, which at the scales above moves an object by a pixel or two. The heads' last layers are therefore
-# amplified: same output at initialisation, GLOBAL_HEAD_GAIN times faster under Adam, so that an object can
-# travel about a hundred pixels in three hundred steps when the prior asks for it.
-GLOBAL_HEAD_GAIN = 100.0
+# amplified: same output at initialisation, `gain` times faster under Adam. Translation and scale get the most,
+# so that an object can cross half the canvas or double in size within a few hundred steps when the prior asks
+# for it; rotation and shear get less, so that they do not stand in for a translation that lags behind.
+HEAD_GAINS = {"translation": 300.0, "rotation": 30.0, "shear": 10.0, "scale": 100.0}
+
+# The local offsets lose their affine part (their least-squares fit by a + B (p - c)), which belongs to the global
+# predictor. Otherwise the two predictors can trade motion back and forth unseen, e.g. an object translated by
+# 20 px globally and by -20 px locally, which makes no sense in a hand-editable result. The ridge keeps the fit
+# defined for an object whose points all lie on one line.
+AFFINE_RIDGE = 1e-6
 
 
 @dataclass
@@ -108,17 +115,20 @@ class LocalMotion(nn.Module):
 class GlobalMotion(nn.Module):
     """Per-frame affine parameters from the frame's code and a code of the whole object (mean over its points)."""
 
-    def __init__(self, frames: int, in_features: int, width: int = WIDTH, gain: float = GLOBAL_HEAD_GAIN) -> None:
+    def __init__(self, frames: int, in_features: int, width: int = WIDTH) -> None:
         super().__init__()
         self.point_encoder = PointEncoder(in_features, width)
         self.frame_codes = nn.Parameter(sinusoidal_codes(frames, width))
         self.trunk = nn.Sequential(nn.LayerNorm(width), nn.LeakyReLU(), _block(width, width), _block(width, width))
         self.translation = nn.Sequential(
-            _block(width, width), _block(width, width), _block(width, width), AmplifiedLinear(width, 2, gain)
+            _block(width, width),
+            _block(width, width),
+            _block(width, width),
+            AmplifiedLinear(width, 2, HEAD_GAINS["translation"]),
         )
-        self.rotation = nn.Sequential(_block(width, width), AmplifiedLinear(width, 1, gain))
-        self.shear = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, gain))
-        self.scale = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, gain))
+        self.rotation = nn.Sequential(_block(width, width), AmplifiedLinear(width, 1, HEAD_GAINS["rotation"]))
+        self.shear = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, HEAD_GAINS["shear"]))
+        self.scale = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, HEAD_GAINS["scale"]))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (P, in_features) -> head outputs: translation (F, 2), rotation (F,), shear (F, 2), scale (F, 2)."""
@@ -155,6 +165,10 @@ class ObjectMotion(nn.Module):
         self.register_buffer("rest_points", rest_points, persistent=False)
         self.register_buffer("center", center, persistent=False)
         self.register_buffer("features", features, persistent=False)
+        basis = torch.cat([torch.ones_like(relative[:, :1]), relative / extent], dim=1)  # (P, 3): 1, x, y
+        gram = basis.T @ basis + AFFINE_RIDGE * torch.eye(3)
+        self.register_buffer("affine_basis", basis, persistent=False)
+        self.register_buffer("affine_fit", torch.linalg.solve(gram, basis.T), persistent=False)
         self.local = LocalMotion(frames, features.shape[1])
         self.global_motion = GlobalMotion(frames, features.shape[1])
 
@@ -167,5 +181,7 @@ class ObjectMotion(nn.Module):
         matrix = affine_matrix(rotate, shear, scale)
         relative = self.rest_points - self.center
         moved = torch.einsum("fij,pj->fpi", matrix, relative) + (self.center + translate)[:, None]
-        points = moved + self.local(self.features)
+        offsets = self.local(self.features)
+        offsets = offsets - self.affine_basis @ (self.affine_fit @ offsets)
+        points = moved + offsets
         return Motion(points=points, translate=translate, rotate=rotate, shear=shear, scale=scale, matrix=matrix)

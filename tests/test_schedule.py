@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from server.priors import Prior
+from server.priors import Prior, load_prior
 from server.protocol import JobSpec, ObjectSpec
 from server.render import canvas_to_render, render
 from server.schedule import Cancelled, Optimization, lr_multiplier, plan_stages
 from server.sketch import load_svg
-from server.tables import read_stroke_table
+from server.tables import read_stroke_table, read_trajectories
 from tests.conftest import MULTIOBJECT
 
 SKETCH = MULTIOBJECT / "basketball5"  # 53 strokes, three objects: a player, a hoop, a ball
@@ -263,3 +263,43 @@ def test_the_learning_rate_warms_up_then_decays_as_in_live_sketch() -> None:
     short = lr_multiplier(200)
     assert short(20) == pytest.approx(multiplier(100), abs=0.002)
     assert short(199) == pytest.approx(0.4)
+
+
+def test_with_the_target_prior_objects_follow_their_plan_and_a_still_one_stays(tmp_path: Path) -> None:
+    folder = MULTIOBJECT / "marry8"  # a bride and a groom, 64 strokes
+    sketch = load_svg(folder / "sketch.svg")
+    table = read_stroke_table(folder / "objects.tsv", len(sketch.strokes))
+    plan = read_trajectories(folder / "trajectories.tsv")
+    plan["groom"] = [plan["groom"][0]] * len(plan["groom"])  # the groom is told to stand still
+    plan_file = tmp_path / "plan.tsv"
+    plan_file.write_text("".join(f"{name}\t{','.join(_box(b) for b in boxes)}\n" for name, boxes in plan.items()))
+    spec = JobSpec(
+        sketch="sketch.svg",
+        prompt="a wedding",
+        objects=[ObjectSpec(name, strokes) for name, strokes in table.items()],
+        frames=4,
+        steps=40,
+        size=64,
+        prior="target",
+        target_plan=str(plan_file),
+    )
+    prior = load_prior(spec, sketch, CPU)
+    animation = Optimization(spec, sketch, prior, CPU, tmp_path / "job", lambda *a, **k: None, lambda: False).run(False)
+
+    def centres(name: str) -> np.ndarray:
+        return np.array(
+            [np.concatenate([c for s in frame for c in s]).mean(axis=0) for frame in animation[name].points]
+        )
+
+    boxes = np.array(plan["bride"])
+    planned = boxes[:, :2] + boxes[:, 2:] / 2
+    planned = np.stack([np.interp(np.linspace(0, len(boxes) - 1, 4), np.arange(len(boxes)), a) for a in planned.T], 1)
+    planned -= planned[0]
+    moved = centres("bride") - animation["bride"].center
+    assert np.linalg.norm(planned, axis=1).max() > 8
+    assert np.sqrt(((moved - planned) ** 2).sum(axis=1).mean()) < 1.5
+    assert np.linalg.norm(centres("groom") - animation["groom"].center, axis=1).max() < 0.5
+
+
+def _box(box: tuple[float, float, float, float]) -> str:
+    return "[" + ",".join(f"{v:g}" for v in box) + "]"

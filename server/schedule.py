@@ -135,9 +135,9 @@ class ObjectLayout:
                 chains.append(chain)
                 start += len(chain)
             self.chains.append(stroke_chains)
-        if not segments:
+        if not segments and not obj.static:
             raise UserError(f"object {obj.name!r} has no drawable strokes: give it strokes with at least one segment")
-        self.rest_points = np.concatenate(chains).astype(np.float64)
+        self.rest_points = np.concatenate(chains).astype(np.float64) if chains else np.zeros((0, 2))
         # (S, 4) indices into the flat points, in the order of Sketch.segments(obj.strokes).
         self.segment_index = torch.tensor(segments, dtype=torch.long, device=device)
         self.segment_widths = torch.tensor(segment_widths(sketch, obj.strokes), dtype=torch.float32, device=device)
@@ -299,7 +299,7 @@ class Optimization:
         frames = self.spec.frames
         for obj in self.spec.objects:
             layout = self.layouts[obj.name]
-            center = layout.rest_points.mean(axis=0)
+            center = layout.rest_points.mean(axis=0) if len(layout.rest_points) else np.zeros(2)
             if obj.name in self.motions:
                 with torch.no_grad():
                     motion: Motion = self.motions[obj.name]()
@@ -366,7 +366,7 @@ class Optimization:
         for path in sorted(self.checkpoint_dir.glob("stage-*.pt")) + [self.checkpoint_dir / LATEST_CHECKPOINT]:
             if path.is_file():
                 try:
-                    state = torch.load(path, map_location=self.device, weights_only=True)
+                    state = torch.load(path, map_location="cpu", weights_only=True)
                 except Exception as exc:
                     raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
                 self._check_belongs(state, path)
@@ -374,13 +374,17 @@ class Optimization:
         return max(found, key=_resume_position, default=None)
 
     def _check_belongs(self, state: dict[str, Any], path: Path) -> None:
-        mine = {"format": CHECKPOINT_FORMAT, "stages": [s.name for s in self.stages], "frames": self.spec.frames}
-        mine["steps"] = self.spec.steps
-        theirs = {key: state.get(key) for key in mine}
-        if theirs != mine:
+        mine = {
+            "format": CHECKPOINT_FORMAT,
+            "stages": [s.name for s in self.stages],
+            "frames": self.spec.frames,
+            "steps": self.spec.steps,
+        }
+        differ = [key for key, value in mine.items() if state.get(key) != value]
+        if differ:
             raise UserError(
-                f"the checkpoint {path} was written for another job ({theirs}, this job: {mine}): "
-                "resume with the job's own settings, or use a fresh output folder"
+                f"the checkpoint {path} belongs to a job with other {', '.join(differ)}: "
+                "resume with the job's own settings, or start over in a fresh output folder"
             )
 
     def _restore_motions(self, checkpoint: dict[str, Any]) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from server.errors import UserError
 from server.priors import Prior, load_prior
 from server.protocol import JobSpec, ObjectSpec
 from server.render import canvas_to_render, render
@@ -303,3 +304,9 @@ def test_with_the_target_prior_objects_follow_their_plan_and_a_still_one_stays(t
 
 def _box(box: tuple[float, float, float, float]) -> str:
     return "[" + ",".join(f"{v:g}" for v in box) + "]"
+
+
+def test_resuming_with_checkpoints_of_another_job_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    _run(_spec(steps=2), tmp_path)
+    with pytest.raises(UserError, match="other steps"):
+        _run(_spec(steps=3), tmp_path, resume=True)

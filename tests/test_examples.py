@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
@@ -69,3 +70,25 @@ def test_committed_examples_are_what_the_drawing_script_draws(tmp_path: Path) ->
         files = sorted(p.name for p in (tmp_path / name).iterdir())
         match, mismatch, errors = filecmp.cmpfiles(tmp_path / name, EXAMPLES / name, files, shallow=False)
         assert not mismatch and not errors, f"{name}: {mismatch + errors} differ from the committed files"
+
+
+def test_quick_demo_animates_an_example_and_saves_blend_and_gif(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--quick", "--example", "dog_and_ball"]
+        + ["--steps", "1", "--frames", "3", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "dog_and_ball.blend").is_file()
+    assert len(iio.imread(tmp_path / "dog_and_ball.gif", index=None)) == 3
+    # The demo reopens the saved file and lists each Grease Pencil object's drawings and F-curves:
+    # every object of the example must come back animated, one drawing per frame plus F-curves.
+    animated = []
+    for line in done.stdout.splitlines():
+        if line.endswith(" F-curves"):
+            drawings, curves = (int(word) for word in line.rpartition(": ")[2].split() if word.isdigit())
+            animated += [line] if drawings == 3 and curves > 0 else []
+    assert len(animated) == len(read_stroke_table(EXAMPLES / "dog_and_ball" / "objects.tsv")), done.stdout[-2000:]

@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -26,7 +27,7 @@ from server.priors.modelscope import FP16_VARIANT, SCHEDULER_CONFIG, ModelScopeC
 from server.priors.tiny import small_tokenizer  # noqa: E402
 
 # ali-vilab/text-to-video-ms-1.7b: unet/config.json, vae/config.json, text_encoder/config.json.
-UNET_CONFIG = {
+UNET_CONFIG: dict[str, Any] = {
     "act_fn": "silu",
     "attention_head_dim": 64,
     "block_out_channels": (320, 640, 1280, 1280),
@@ -40,7 +41,7 @@ UNET_CONFIG = {
     "sample_size": 32,
     "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
 }
-VAE_CONFIG = {
+VAE_CONFIG: dict[str, Any] = {
     "act_fn": "silu",
     "block_out_channels": (128, 256, 512, 512),
     "down_block_types": ("DownEncoderBlock2D",) * 4,
@@ -53,7 +54,7 @@ VAE_CONFIG = {
     "sample_size": 512,
     "scaling_factor": 0.18215,
 }
-TEXT_ENCODER_CONFIG = {
+TEXT_ENCODER_CONFIG: dict[str, Any] = {
     "hidden_size": 1024,
     "intermediate_size": 4096,
     "num_attention_heads": 16,

@@ -98,7 +98,7 @@ class ModelScopeComponents:
             self.text_encoder.save_pretrained(folder / "text_encoder", variant=variant)
             self.tokenizer.save_pretrained(folder / "tokenizer")
             self.scheduler.save_pretrained(folder / "scheduler")
-        index = {"_class_name": _PIPELINE_CLASS}
+        index: dict[str, object] = {"_class_name": _PIPELINE_CLASS}
         for name in ("scheduler", "text_encoder", "tokenizer", "unet", "vae"):
             part = getattr(self, name)
             index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
@@ -146,7 +146,7 @@ def _check_layout(folder: Path) -> None:
             )
     for name in _WEIGHTED:
         if not list((folder / name).glob("*.safetensors")) and not list((folder / name).glob("*.bin")):
-            raise UserError(f"the model folder {folder} lacks the weights of its {name} (no .safetensors file)")
+            raise UserError(f"the model folder {folder} lacks the weights of its {name} (no .safetensors or .bin file)")
 
 
 def _variant(component: Path) -> str | None:
@@ -177,20 +177,22 @@ def _fetch(model: str) -> Path:
         if lacking:  # a model without fp16 files: take its full-precision ones
             patterns = [*_HUB_CONFIG_PATTERNS, *(f"{name}/*.safetensors" for name in lacking)]
             folder = Path(snapshot_download(model, allow_patterns=patterns))
+    except GatedRepoError:  # before RepositoryNotFoundError, its base class
+        raise UserError(
+            f"the model {model!r} needs a Hugging Face login: run `hf auth login`, or {_download_help(model)}"
+        ) from None
     except RepositoryNotFoundError:
         raise UserError(
             f"there is no model {model!r} on the Hugging Face hub and no folder of that name: "
             f"pass --model with a hub id (default {DEFAULT_MODEL}) or a local folder in the diffusers layout"
         ) from None
-    except GatedRepoError:
-        raise UserError(
-            f"the model {model!r} needs a Hugging Face login: run `hf auth login`, or {_download_help(model)}"
-        ) from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError):
+    except (LocalEntryNotFoundError, HfHubHTTPError):
         cause = "HF_HUB_OFFLINE is set" if hub_constants.HF_HUB_OFFLINE else "the Hugging Face hub cannot be reached"
         raise UserError(
             f"the model {model!r} is not on this machine and cannot be downloaded ({cause}): {_download_help(model)}"
         ) from None
+    except OSError as exc:
+        raise UserError(f"downloading the model {model!r} failed: {exc.strerror or exc}") from None
     return folder
 
 

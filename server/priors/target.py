@@ -94,6 +94,12 @@ def ink_pyramid(video: torch.Tensor) -> list[torch.Tensor]:
         ink = F.avg_pool2d(ink, 2)
 
 
+def pyramid_distance(levels: Sequence[torch.Tensor], wanted: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over levels of the mean squared ink difference, coarser levels weighted up by LEVEL_GAIN each."""
+    pairs = enumerate(zip(levels, wanted, strict=True))
+    return torch.stack([F.mse_loss(mine, theirs) * LEVEL_GAIN**depth for depth, (mine, theirs) in pairs]).sum()
+
+
 class TargetPrior(Prior):
     """Pulls each shown object toward its planned place; its loss is zero exactly there."""
 
@@ -150,8 +156,4 @@ class TargetPrior(Prior):
         """Sum over pyramid levels of the mean squared ink difference to the closest target (guidance unused)."""
         assert isinstance(condition, list), "condition() of this prior gives target pyramids"
         levels = ink_pyramid(video.to(self.device))
-        losses = []
-        for target in condition:
-            pairs = enumerate(zip(levels, target, strict=True))
-            losses.append(sum(F.mse_loss(level, wanted) * LEVEL_GAIN**depth for depth, (level, wanted) in pairs))
-        return torch.stack(losses).min()
+        return torch.stack([pyramid_distance(levels, target) for target in condition]).min()

@@ -31,6 +31,9 @@ from .render import canvas_to_render, render
 from .sketch import Sketch
 
 JOINT_STAGE = "joint"
+# Live-Sketch's scales and learning rates were chosen for 256 px canvases. The motion networks work in units of
+# such a canvas (the sketch's longer side = 256) so that a sketch drawn on a larger or smaller canvas moves alike.
+MOTION_CANVAS = 256.0
 CHECKPOINT_FORMAT = 1
 LATEST_CHECKPOINT = "latest.pt"
 
@@ -169,6 +172,7 @@ class Optimization:
         self.should_stop = should_stop
         self.stages = plan_stages(spec)
         self.layouts = {obj.name: ObjectLayout(sketch, obj, self.device) for obj in spec.objects}
+        self.motion_units = MOTION_CANVAS / max(sketch.width, sketch.height)  # motion units per canvas px
         self.motions: dict[str, ObjectMotion] = {}
         for index, obj in enumerate(spec.objects):
             if not obj.static:
@@ -187,7 +191,8 @@ class Optimization:
         """Networks initialised from (seed, object index) on the CPU: the same start on every device."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derived_seed(self.spec.seed, _INIT_SEED, index))
-            motion = ObjectMotion(torch.from_numpy(self.layouts[obj.name].rest_points).float(), self.spec.frames)
+            rest_points = torch.from_numpy(self.layouts[obj.name].rest_points * self.motion_units).float()
+            motion = ObjectMotion(rest_points, self.spec.frames)
         return motion.to(self.device)
 
     # -- the run ------------------------------------------------------------------------------------------------
@@ -267,7 +272,7 @@ class Optimization:
         segments, widths = [], []
         for name in stage.animated:
             layout = self.layouts[name]
-            segments.append(self.motions[name]().points[:, layout.segment_index])
+            segments.append(self.motions[name]().points[:, layout.segment_index] / self.motion_units)
             widths.append(layout.segment_widths)
         if not stage.train_global and len(self.still_segments):
             segments.append(self.still_segments.expand(self.spec.frames, -1, -1, -1))
@@ -307,6 +312,8 @@ class Optimization:
                     key: getattr(motion, key).double().cpu().numpy()
                     for key in ("points", "translate", "rotate", "shear", "scale", "matrix")
                 }
+                values["points"] = values["points"] / self.motion_units
+                values["translate"] = values["translate"] / self.motion_units
             else:
                 values = {
                     "points": np.broadcast_to(layout.rest_points, (frames, *layout.rest_points.shape)),

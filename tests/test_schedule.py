@@ -14,7 +14,7 @@ from server.priors import Prior, load_prior
 from server.protocol import JobSpec, ObjectSpec
 from server.render import canvas_to_render, render
 from server.schedule import Cancelled, Optimization, lr_multiplier, plan_stages
-from server.sketch import load_svg
+from server.sketch import Sketch, Stroke, load_svg
 from server.tables import read_stroke_table, read_trajectories
 from tests.conftest import MULTIOBJECT
 
@@ -51,8 +51,8 @@ def _spec(**changes) -> JobSpec:
     return JobSpec(**settings)
 
 
-def _run(spec: JobSpec, folder: Path, prior: Prior | None = None, emit=None, stop=lambda: False, resume=False):
-    sketch = load_svg(SKETCH / "sketch.svg")
+def _run(spec: JobSpec, folder: Path, prior=None, emit=None, stop=lambda: False, resume=False, sketch=None):
+    sketch = sketch or load_svg(SKETCH / "sketch.svg")
     optimization = Optimization(
         spec, sketch, prior or InkPrior(), CPU, folder, emit or (lambda *a, **k: None), should_stop=stop
     )
@@ -310,3 +310,25 @@ def test_resuming_with_checkpoints_of_another_job_is_refused_with_a_clear_messag
     _run(_spec(steps=2), tmp_path)
     with pytest.raises(UserError, match="other steps"):
         _run(_spec(steps=3), tmp_path, resume=True)
+
+
+def test_a_sketch_on_a_four_times_larger_canvas_gets_the_same_motion_four_times_larger(tmp_path: Path) -> None:
+    spec = _spec(steps=2)
+    sketch = load_svg(SKETCH / "sketch.svg")
+    large = Sketch(
+        sketch.width * 4,
+        sketch.height * 4,
+        [Stroke([chain * 4 for chain in stroke.subpaths], stroke.width * 4) for stroke in sketch.strokes],
+    )
+    results = []
+    for drawing in (sketch, large):
+        _, animation = _run(spec, tmp_path / str(drawing.width), sketch=drawing)
+        results.append(animation)
+    for name, small in results[0].items():
+        big = results[1][name]
+        assert np.abs(small.translate).max() > 0.1
+        np.testing.assert_allclose(big.translate, 4 * small.translate, atol=0.02)
+        np.testing.assert_allclose(big.matrix, small.matrix, atol=1e-4)
+        for frame_small, frame_big in zip(small.points, big.points, strict=True):
+            for stroke_small, stroke_big in zip(frame_small, frame_big, strict=True):
+                np.testing.assert_allclose(stroke_big[0], 4 * stroke_small[0], atol=0.02)

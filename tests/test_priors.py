@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 import numpy as np
@@ -47,11 +48,10 @@ def tiny_prior(tiny_folder: Path) -> ModelScopePrior:
     return ModelScopePrior.load(str(tiny_folder), CPU, 64, name="tiny")
 
 
-def _spec(**fields: object) -> JobSpec:
-    table = read_stroke_table(SKETCH / "objects.tsv")
-    objects = [ObjectSpec(name, strokes) for name, strokes in table.items()]
-    defaults: dict[str, object] = {"sketch": str(SKETCH / "sketch.svg"), "prompt": "a ball flies", "objects": objects}
-    return JobSpec(**{**defaults, "frames": 4, "size": 64, **fields})  # type: ignore[arg-type]
+def _spec(**fields: Any) -> JobSpec:
+    objects = [ObjectSpec(name, strokes) for name, strokes in read_stroke_table(SKETCH / "objects.tsv").items()]
+    settings: dict[str, Any] = {"frames": 4, "size": 64, **fields}
+    return JobSpec(sketch=str(SKETCH / "sketch.svg"), prompt="a ball flies", objects=objects, **settings)
 
 
 def _sds_gradient(prior: ModelScopePrior, video: torch.Tensor, seed: int) -> tuple[float, torch.Tensor]:
@@ -76,6 +76,17 @@ def test_tiny_model_is_saved_in_the_diffusers_layout_and_loads_through_the_model
     assert built.keys() == loaded.keys()
     assert all(torch.equal(built[key], loaded[key]) for key in built)
     assert not any(p.requires_grad for p in [*prior.unet.parameters(), *prior.vae.parameters()])
+
+
+def test_fp16_weight_files_are_taken_as_the_hub_repo_has_them(tmp_path: Path) -> None:
+    built = build_components()
+    for network in (built.unet, built.vae, built.text_encoder):
+        network.half()
+    built.save(tmp_path / "half", variant="fp16")
+    assert (tmp_path / "half" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    prior = ModelScopePrior.load(str(tmp_path / "half"), CPU, 64)
+    assert prior.dtype == torch.float32  # upcast on the CPU
+    assert torch.equal(prior.unet.conv_in.weight, built.unet.conv_in.weight.float())
 
 
 def test_default_tiny_model_goes_to_the_multisketch_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -210,6 +210,8 @@ def _optimize(
         spec.target_plan = str(folder.resolve(spec.target_plan))
     device = resolve_device(spec.device)
     prior = load_prior(spec, sketch, device)
+    if spec.prior == "modelscope":
+        folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")
     stages = plan_stages(spec)
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
     optimization = Optimization(
@@ -219,7 +221,8 @@ def _optimize(
         animation = optimization.run(resume=resume)
     except Cancelled:
         return None
-    folder.write_outputs(spec, sketch, animation)
+    for warning in folder.write_outputs(spec, sketch, animation):
+        reporter.warning(warning)
     return folder.result
 
 

@@ -74,27 +74,33 @@ class JobFolder:
         path = Path(relative)
         return path if path.is_absolute() else self.path / path
 
-    def write_outputs(self, spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> None:
-        """Result file last, so that its presence means every other output is complete."""
+    def write_outputs(self, spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> list[str]:
+        """Result file last, so that its presence means every other output is complete; returns warnings."""
         frames = scene_frames(spec, sketch, animation)
         self._write_svg_frames(sketch, frames)
-        self._write_previews(sketch, frames)
+        warnings = self._write_previews(sketch, frames)
         _write_atomic(self.result, json.dumps(build_result(spec, sketch, animation)) + "\n")
+        return warnings
 
     def _write_svg_frames(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> None:
         self.frames.mkdir(exist_ok=True)
         for index, strokes in enumerate(frames):
             _write_atomic(self.frames / f"frame-{index:03d}.svg", frame_svg(sketch, strokes))
 
-    def _write_previews(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> None:
+    def _write_previews(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> list[str]:
+        """GIF always; MP4 where ffmpeg (imageio-ffmpeg) is installed, else a warning, not a lost job."""
         images = render_preview(sketch, frames, PREVIEW_SIZE)
-        for target, kwargs in (
-            (self.preview_gif, {"duration": 1000 / protocol.FPS, "loop": 0}),
-            (self.preview_mp4, {"fps": protocol.FPS, "macro_block_size": 16}),
-        ):
-            partial = target.with_name(f".{target.stem}.partial{target.suffix}")
-            imageio.mimsave(partial, images, **kwargs)
-            partial.replace(target)
+        partial_gif = self.preview_gif.with_name(".preview.partial.gif")
+        imageio.mimsave(partial_gif, images, format="GIF", duration=1000 / protocol.FPS, loop=0)
+        partial_gif.replace(self.preview_gif)
+        partial_mp4 = self.preview_mp4.with_name(".preview.partial.mp4")
+        try:
+            imageio.mimsave(partial_mp4, images, format="FFMPEG", fps=protocol.FPS, macro_block_size=16)
+        except (ImportError, RuntimeError, OSError) as exc:
+            partial_mp4.unlink(missing_ok=True)
+            return [f"no MP4 preview ({exc}); install imageio-ffmpeg for it"]
+        partial_mp4.replace(self.preview_mp4)
+        return []
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -156,17 +162,13 @@ def render_preview(sketch: Sketch, frames: list[list[tuple[list[np.ndarray], flo
     """Render every frame of the whole scene as an 8-bit RGB image."""
     scale, offset_x, offset_y = canvas_to_render(sketch.width, sketch.height, size)
     offset = np.array([offset_x, offset_y])
-    segments, widths = [], []
-    for strokes in frames:
-        frame_segments = []
-        frame_widths = []
-        for subpaths, width in strokes:
-            for chain in subpaths:
-                chain_segments = _chain_segments(chain)
-                frame_segments.append(chain_segments * scale + offset)
-                frame_widths.extend([width * scale] * len(chain_segments))
-        segments.append(np.concatenate(frame_segments))
-        widths = frame_widths
+    segments = [
+        np.concatenate([_chain_segments(chain) for subpaths, _ in strokes for chain in subpaths]) * scale + offset
+        for strokes in frames
+    ]
+    widths = [
+        width * scale for subpaths, width in frames[0] for chain in subpaths for _ in range((len(chain) - 1) // 3)
+    ]
     with torch.no_grad():
         video = render(
             torch.tensor(np.stack(segments), dtype=torch.float32),

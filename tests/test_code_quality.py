@@ -74,6 +74,26 @@ def _engine_violations(path: Path) -> list[str]:
     return [f"{path.name}:{line} imports {name}" for line, name in _imports(path) if _top(name) in BLENDER_ONLY]
 
 
+def test_type_check_still_catches_wrong_bpy_calls(tmp_path: Path) -> None:
+    sample = tmp_path / "sample_panel.py"
+    sample.write_text(
+        "import bpy\n\n\n"
+        "def draw(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> int:\n"
+        "    layout.label(txt='typo in a keyword')\n"
+        "    scene.frame_set('one')\n"
+        "    return layout\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "mypy.ini"), str(sample)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert {"[call-arg]", "[arg-type]", "[return-value]"} <= set(done.stdout.split()), done.stdout
+
+
 @pytest.mark.parametrize("path", _python_files("multisketch_addon"), ids=lambda p: p.name)
 def test_addon_never_imports_the_engines_heavy_modules(path: Path) -> None:
     assert _addon_violations(path) == []

@@ -6,6 +6,10 @@ rest position alone, every frame has a learned code, and one shared MLP maps (po
 an offset. Live-Sketch's flatten-everything MLP instead grows with frames x points (51 M parameters for
 16 strokes). Its defects are not carried over: the scale has its own head, there is no unused embedding,
 and there is no dropout (dropout would make a resumed run differ from an uninterrupted one).
+
+Two departures make the split into global and local motion meaningful: the local offsets carry no affine part
+(that is the global predictor's job, and the part a user edits as transform keyframes), and the global heads
+are amplified so that the global motion can actually travel at Live-Sketch's tiny global learning rate.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ SCALE_SCALE = 0.05
 
 # The global learning rate is tiny (1e-4). With it, Adam moves each weight by about 0.02 over a few hundred
 # steps, which at the scales above moves an object by a pixel or two. The heads' last layers are therefore
-# amplified: same output at initialisation, `gain` times faster under Adam. Translation and scale get the most,
-# so that an object can cross half the canvas or double in size within a few hundred steps when the prior asks
-# for it; rotation and shear get less, so that they do not stand in for a translation that lags behind.
-HEAD_GAINS = {"translation": 300.0, "rotation": 30.0, "shear": 10.0, "scale": 100.0}
+# amplified: same output at initialisation, `gain` times faster under Adam. Adam's step has a fixed size only
+# while the gradient keeps its sign, so the gain speeds up a consistent pull (translation: up to ~3 px per step)
+# far more than noise. Translation gets the most, so that an object can cross half the canvas within a few
+# hundred steps. Rotation, shear and scale get less: the local offsets of a many-part object can undo them
+# stroke by stroke, and with large gains they drift along such trade-offs (a still object shrinking or turning
+# inside out while its strokes move back); at these gains they do not.
+HEAD_GAINS = {"translation": 600.0, "rotation": 10.0, "shear": 10.0, "scale": 20.0}
 
 # The local offsets lose their affine part (their least-squares fit by a + B (p - c)), which belongs to the global
 # predictor. Otherwise the two predictors can trade motion back and forth unseen, e.g. an object translated by

@@ -114,3 +114,20 @@ def test_at_the_tiny_global_learning_rate_an_object_still_travels_far_in_a_few_h
     error = (motion.translate - target_translate).norm(dim=-1)
     assert error.max() < 1.0, error
     assert (motion.scale - target_scale).abs().max() < 0.02
+
+
+def test_local_offsets_carry_no_affine_motion_so_that_it_all_lives_in_the_global_part() -> None:
+    torch.manual_seed(3)
+    rest = torch.rand(80, 2) * 90 + 30
+    model = ObjectMotion(rest, frames=4)
+    with torch.no_grad():
+        model.local.body[-1].bias.add_(5.0)  # a local net that would shift every point by 5 px
+        motion = model()
+    center = rest.mean(dim=0)
+    global_part = center + torch.einsum("fij,pj->fpi", motion.matrix, rest - center) + motion.translate[:, None]
+    offsets = motion.points - global_part
+    basis = torch.cat([torch.ones(80, 1), rest - center], dim=1)
+    for frame in offsets:
+        fit = torch.linalg.lstsq(basis, frame).solution
+        assert fit.abs().max() < 1e-3
+    assert offsets.abs().max() > 0.01

@@ -7,7 +7,7 @@ done and the result is keyed), then saves the .blend and the engine's preview GI
 
 The full demo uses the real ModelScope model on a CUDA GPU (weights from the Hugging Face hub or a
 local folder, --model). --quick runs the same path on the CPU with the tiny random-weight model: it
-checks the whole pipeline in a few minutes, but its motion means nothing.
+checks the whole pipeline in about a minute on two CPU cores, but its motion means nothing.
 
 Usage: python scripts/demo.py [--quick] [--example kids_and_kite] [--output demo-output] [--steps N]
 """
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ class Settings:
     size: int
 
 
-# The paper's settings with the real model; tiny ones that finish in minutes on a CPU.
+# The paper's settings with the real model; tiny ones that finish in about a minute on a CPU.
 FULL = Settings(prior="modelscope", device="cuda", frames=24, steps=1000, size=256)
 QUICK = Settings(prior="tiny", device="cpu", frames=8, steps=10, size=64)
 
@@ -70,12 +70,8 @@ def choose_settings(args: argparse.Namespace) -> Settings:
     if not args.quick and not engine_has_cuda():
         print("No CUDA GPU is visible to torch: running the quick demo (tiny model on the CPU) instead.")
         settings = QUICK
-    return Settings(
-        prior=settings.prior,
-        device=settings.device,
-        frames=args.frames or settings.frames,
-        steps=settings.steps if args.steps is None else args.steps,
-        size=settings.size,
+    return replace(
+        settings, frames=args.frames or settings.frames, steps=settings.steps if args.steps is None else args.steps
     )
 
 

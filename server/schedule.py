@@ -4,7 +4,7 @@ Per-object stages are independent of each other: each object's networks are init
 the object's index, and each stage's random draws come from a generator seeded the same way, so a stage gives the
 same result whether it runs first, last or on its own. The joint stage renders the whole scene (static objects
 and background strokes unmoved), freezes every global predictor and trains only the local ones on the scene
-prompt: the objects keep their planned paths and adapt their shapes to each other.
+prompt: the objects keep the paths their own stages gave them and adapt their shapes to each other.
 
 Checkpoints hold everything a run depends on (networks, optimizers, learning-rate schedules, the generator), so
 a resumed job ends exactly where an uninterrupted one would.
@@ -234,20 +234,35 @@ class Optimization:
             if self.should_stop():
                 self._save(LATEST_CHECKPOINT, index, step, False, optimizers, schedulers)
                 raise Cancelled(f"stopped in stage {stage.name} before step {step + 1}")
-            losses = []
-            for kind, guidance in passes:
-                for motion in self.motions.values():
-                    motion.zero_grad(set_to_none=True)
-                loss = self.prior.loss(self._render_stage(stage), condition, guidance, self.generator)
-                loss.backward()
-                optimizers[kind].step()
-                losses.append(float(loss.detach()))
+            loss = self._step(stage, passes, optimizers, condition)
             for scheduler in schedulers.values():
                 scheduler.step()
-            self._report_step(index, step + 1, losses[0])
+            self._report_step(index, step + 1, loss)
             if (step + 1) % self.spec.checkpoint_every == 0 and step + 1 < steps:
                 self._save(LATEST_CHECKPOINT, index, step + 1, False, optimizers, schedulers)
         self._save(f"stage-{index}.pt", index, steps, True, optimizers, schedulers)
+
+    def _step(
+        self,
+        stage: Stage,
+        passes: list[tuple[str, float]],
+        optimizers: dict[str, torch.optim.Optimizer],
+        condition: object,
+    ) -> float:
+        """One iteration: per pass, render, score at the pass's guidance, step that pass's optimizer only.
+
+        Every gradient is cleared before each pass, so no pass ever steps on another pass's gradient. Returns the
+        local pass's loss, the one progress reports.
+        """
+        losses = []
+        for kind, guidance in passes:
+            for motion in self.motions.values():
+                motion.zero_grad(set_to_none=True)
+            loss = self.prior.loss(self._render_stage(stage), condition, guidance, self.generator)
+            loss.backward()
+            optimizers[kind].step()
+            losses.append(float(loss.detach()))
+        return losses[0]
 
     def _stage_key(self, stage: Stage) -> int:
         """Object stages are keyed by the object's index in the spec, the joint stage by the object count."""

@@ -34,20 +34,18 @@ class ProgressReporter:
 
     def warning(self, message: str) -> None:
         """Something the user should know that does not stop the job."""
-        self._end_bar()
-        print(f"warning: {message}", file=sys.stderr, flush=True)
-        if self.mode == "json":
-            print(encode_event("warning", message=message), flush=True)
-        if self._log:
-            self._log(encode_event("warning", message=message))
+        self._message("warning", message)
 
     def error(self, message: str) -> None:
+        self._message("error", message)
+
+    def _message(self, kind: str, message: str) -> None:
         self._end_bar()
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print(f"{kind}: {message}", file=sys.stderr, flush=True)
         if self.mode == "json":
-            print(encode_event("error", message=message), flush=True)
+            print(encode_event(kind, message=message), flush=True)
         if self._log:
-            self._log(encode_event("error", message=message))
+            self._log(encode_event(kind, message=message))
 
     def _draw(self, name: str, fields: dict[str, Any]) -> None:
         if name == "step":

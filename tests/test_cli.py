@@ -37,6 +37,13 @@ def _engine(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def _cat11(out: Path, prompt: str = "cats play") -> list[str]:
+    """`animate` arguments for the shared two-cats-and-a-ball sketch with its stroke table."""
+    sketch = MULTIOBJECT / "cat11"
+    return ["animate", str(sketch / "sketch.svg"), "--objects", str(sketch / "objects.tsv"),
+            "--prompt", prompt, "--out", str(out)]  # fmt: skip
+
+
 def _assert_complete_job(out: Path, frames: int) -> dict:
     result = protocol.load_result(out / protocol.RESULT)
     assert (out / protocol.JOB_SPEC).is_file()
@@ -78,22 +85,8 @@ def test_every_shared_sketch_animates_with_the_tiny_prior(sketch: Path, tmp_path
 
 
 def test_command_line_runs_end_to_end_with_json_progress(tmp_path: Path) -> None:
-    sketch = MULTIOBJECT / "cat11"
     out = tmp_path / "job"
-    done = _engine(
-        "animate",
-        str(sketch / "sketch.svg"),
-        "--objects",
-        str(sketch / "objects.tsv"),
-        "--prompt",
-        "two cats play with a ball",
-        "--out",
-        str(out),
-        *SMALL[:-2],
-        "--progress",
-        "json",
-        env={"MULTISKETCH_CACHE": os.environ["MULTISKETCH_CACHE"]},
-    )
+    done = _engine(*_cat11(out, "two cats play with a ball"), *SMALL[:-2], "--progress", "json")
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     names = [event["event"] for event in events]
@@ -179,28 +172,10 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(case: str, expected: str
 
 
 def test_missing_modelscope_weights_stop_with_one_message(tmp_path: Path) -> None:
-    sketch = MULTIOBJECT / "cat11"
     done = _engine(
-        "animate",
-        str(sketch / "sketch.svg"),
-        "--objects",
-        str(sketch / "objects.tsv"),
-        "--prompt",
-        "cats play",
-        "--out",
-        str(tmp_path / "job"),
-        "--prior",
-        "modelscope",
-        "--frames",
-        "2",
-        "--steps",
-        "1",
-        "--size",
-        "32",
-        "--progress",
-        "none",
-        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
-    )
+        *_cat11(tmp_path / "job"), "--prior", "modelscope", "--frames", "2", "--steps", "1", "--size", "32",
+        "--progress", "none", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )  # fmt: skip
     assert done.returncode == protocol.EXIT_BAD_INPUT
     assert protocol.DEFAULT_MODEL in done.stderr
     assert "--model" in done.stderr
@@ -209,68 +184,26 @@ def test_missing_modelscope_weights_stop_with_one_message(tmp_path: Path) -> Non
 
 
 def test_existing_job_is_never_overwritten_without_resume(tmp_path: Path) -> None:
-    sketch = MULTIOBJECT / "cat11"
     out = tmp_path / "job"
-    argv = [
-        "animate",
-        str(sketch / "sketch.svg"),
-        "--objects",
-        str(sketch / "objects.tsv"),
-        "--prompt",
-        "cats play",
-        "--out",
-        str(out),
-        *SMALL,
-    ]
-    assert main(argv) == protocol.EXIT_OK
+    assert main([*_cat11(out), *SMALL]) == protocol.EXIT_OK
     first = (out / protocol.RESULT).read_bytes()
-    assert main(argv) == protocol.EXIT_BAD_INPUT
+    assert main([*_cat11(out), *SMALL]) == protocol.EXIT_BAD_INPUT
     assert (out / protocol.RESULT).read_bytes() == first
-    assert main([*argv[: -len(SMALL)], *SMALL[:2], "--frames", "5", *SMALL[4:], "--resume"]) == protocol.EXIT_BAD_INPUT
+    assert main([*_cat11(out), *SMALL, "--frames", "5", "--resume"]) == protocol.EXIT_BAD_INPUT
+    assert (out / protocol.RESULT).read_bytes() == first
 
 
 def test_a_job_stopped_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
-    sketch = MULTIOBJECT / "cat11"
-    common = [
-        "--objects",
-        str(sketch / "objects.tsv"),
-        "--prompt",
-        "cats play",
-        "--prior",
-        "tiny",
-        "--frames",
-        "3",
-        "--steps",
-        "6",
-        "--size",
-        "32",
-        "--checkpoint-every",
-        "1",
-        "--seed",
-        "5",
-    ]
+    settings = ["--prior", "tiny", "--frames", "3", "--steps", "6", "--size", "32", "--checkpoint-every", "1",
+                "--seed", "5"]  # fmt: skip
     whole = tmp_path / "whole"
-    assert main(["animate", str(sketch / "sketch.svg"), "--out", str(whole), *common, "--progress", "none"]) == 0
+    assert main([*_cat11(whole), *settings, "--progress", "none"]) == protocol.EXIT_OK
 
     stopped = tmp_path / "stopped"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "animate",
-            str(sketch / "sketch.svg"),
-            "--out",
-            str(stopped),
-            *common,
-            "--progress",
-            "json",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        [sys.executable, "-m", "server", *_cat11(stopped), *settings, "--progress", "json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert process.stdout is not None
     for line in process.stdout:
         event = json.loads(line)
@@ -278,11 +211,9 @@ def test_a_job_stopped_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Pat
             process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == protocol.EXIT_CANCELLED
     assert not (stopped / protocol.RESULT).exists()
+    assert (stopped / protocol.CHECKPOINTS_DIR / "stage-0.pt").is_file()
 
-    assert (
-        main(["animate", str(sketch / "sketch.svg"), "--out", str(stopped), *common, "--progress", "none", "--resume"])
-        == protocol.EXIT_OK
-    )
+    assert main([*_cat11(stopped), *settings, "--progress", "none", "--resume"]) == protocol.EXIT_OK
     whole_result = json.loads((whole / protocol.RESULT).read_text())
     resumed_result = json.loads((stopped / protocol.RESULT).read_text())
     assert resumed_result == whole_result

@@ -96,8 +96,10 @@ class _Layout:
     def prop(self, owner, name: str, **_options) -> None:
         self.drawn.append(("prop", name))
 
-    def operator(self, idname: str, **_options) -> None:
+    def operator(self, idname: str, **_options) -> SimpleNamespace:
+        """Like Blender's: the button's operator properties, which the panel may fill in."""
         self.drawn.append(("operator", idname))
+        return SimpleNamespace()
 
     def label(self, text: str = "", **_options) -> None:
         self.drawn.append(("label", text))

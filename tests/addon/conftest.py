@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="multisketch-blender-user-"))
@@ -80,3 +81,18 @@ def empty_scene() -> bpy.types.Scene:
 @pytest.fixture
 def imported_sketch(empty_scene: bpy.types.Scene) -> bpy.types.Collection:
     return import_shared_sketch()
+
+
+def addon_preferences() -> bpy.types.AddonPreferences:
+    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+@pytest.fixture
+def sketch_for_tiny_job(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
+    """The shared sketch, set up for the smallest real job: tiny prior, 32 px, 2 frames, 2 steps per stage."""
+    prefs = addon_preferences()
+    prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
+    settings = bpy.context.scene.multisketch
+    settings.prompt, settings.prior, settings.size, settings.frames = "a player dunks a ball", "tiny", 32, 2
+    settings.quality, settings.steps = "CUSTOM", 2
+    return imported_sketch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import bpy
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 from svgpathtools import svg2paths
 
-from tests.addon.conftest import ADDON_PACKAGE, SHARED_SKETCH, addon_module
+from tests.addon.conftest import SHARED_SKETCH, addon_module, addon_preferences
 from tests.conftest import MULTIOBJECT
 
 job_export = addon_module("job_export")
@@ -20,18 +19,8 @@ writeback = addon_module("writeback")
 
 
 @pytest.fixture
-def sketch(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
-    """The shared sketch, set up for the smallest real job: tiny prior, 32 px, 2 frames, 2 steps per stage."""
-    prefs = _prefs()
-    prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
-    settings = bpy.context.scene.multisketch
-    settings.prompt, settings.prior, settings.size, settings.frames = "a player dunks a ball", "tiny", 32, 2
-    settings.quality, settings.steps = "CUSTOM", 2
-    return imported_sketch
-
-
-def _prefs() -> bpy.types.AddonPreferences:
-    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+def sketch(sketch_for_tiny_job: bpy.types.Collection) -> bpy.types.Collection:
+    return sketch_for_tiny_job
 
 
 def _control_points(path) -> np.ndarray:
@@ -96,7 +85,7 @@ def test_export_sends_the_imported_strokes_objects_and_settings(sketch: bpy.type
 def test_scene_device_overrides_the_preferences_and_paper_quality_is_1000_steps(sketch, tmp_path: Path) -> None:
     settings = bpy.context.scene.multisketch
     settings.quality, settings.prior, settings.device = "PAPER", "modelscope", "PREFERENCES"
-    _prefs().model, _prefs().device = "/models/text-to-video", "auto"
+    addon_preferences().model, addon_preferences().device = "/models/text-to-video", "auto"
     spec = job_export.export_job(bpy.context, sketch, tmp_path / "a").spec
     assert (spec.steps, spec.device, spec.model) == (1000, "auto", "/models/text-to-video")
     settings.device = "cuda"

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 import pytest
 
-from tests.addon.conftest import ADDON_PACKAGE, addon_module, reset_scene
+from tests.addon.conftest import addon_module, addon_preferences, reset_scene
 from tests.conftest import REPO
 
 animate = addon_module("animate")
@@ -27,18 +27,8 @@ scene_model = addon_module("scene_model")
 
 
 @pytest.fixture
-def sketch(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.Collection:
-    """The shared sketch, set up for the smallest real job: tiny prior, 32 px, 2 frames, 2 steps per stage."""
-    prefs = _prefs()
-    prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
-    settings = bpy.context.scene.multisketch
-    settings.prompt, settings.prior, settings.size, settings.frames = "a player dunks a ball", "tiny", 32, 2
-    settings.quality, settings.steps = "CUSTOM", 2
-    return imported_sketch
-
-
-def _prefs() -> bpy.types.AddonPreferences:
-    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+def sketch(sketch_for_tiny_job: bpy.types.Collection) -> bpy.types.Collection:
+    return sketch_for_tiny_job
 
 
 def _objects(sketch: bpy.types.Collection) -> dict[str, bpy.types.Collection]:
@@ -84,10 +74,10 @@ def _group_is_gone(pid: int) -> bool:
 
 def test_missing_interpreter_says_where_to_set_it(sketch: bpy.types.Collection, tmp_path: Path) -> None:
     before = _scene_state()
-    _prefs().python_path = ""
+    addon_preferences().python_path = ""
     message = _animate_error()
     assert "No Python interpreter is set" in message and "Create Engine Environment" in message
-    _prefs().python_path = str(tmp_path / "no-such-python")
+    addon_preferences().python_path = str(tmp_path / "no-such-python")
     message = _animate_error()
     assert "does not exist" in message and "no-such-python" in message and "Preferences" in message
     assert _scene_state() == before and _jobs(tmp_path) == []
@@ -98,14 +88,14 @@ def test_broken_interpreters_are_named_with_the_reason(sketch: bpy.types.Collect
     text_file = tmp_path / "python.txt"
     text_file.write_text("this is not a program\n")
     text_file.chmod(text_file.stat().st_mode | stat.S_IXUSR)
-    _prefs().python_path = str(text_file)
+    addon_preferences().python_path = str(text_file)
     message = _animate_error()
     assert "python.txt cannot run" in message and "Create Engine Environment" in message
 
     without_torch = tmp_path / "python-without-torch"
     without_torch.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
     without_torch.chmod(0o755)
-    _prefs().python_path = str(without_torch)
+    addon_preferences().python_path = str(without_torch)
     message = _animate_error()
     assert "cannot import torch and diffusers" in message and "No module named 'torch'" in message
     assert _scene_state() == before and _jobs(tmp_path) == []
@@ -245,7 +235,7 @@ def _endless_engine(tmp_path: Path) -> Path:
 
 
 def test_opening_another_file_stops_the_engine(sketch: bpy.types.Collection, tmp_path: Path) -> None:
-    _prefs().python_path = str(_endless_engine(tmp_path))
+    addon_preferences().python_path = str(_endless_engine(tmp_path))
     job = animate.start_job(bpy.context)
     assert not _group_is_gone(job.process.pid)
     reset_scene()  # File > New runs the same load handlers as File > Open

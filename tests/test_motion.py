@@ -17,15 +17,6 @@ from tests.conftest import multiobject_sketches
 PARAMETER_BUDGET = 20_000_000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: a second intra-op thread only adds waiting, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _rest_points(sketch, strokes: list[int]) -> torch.Tensor:
     return torch.tensor(np.concatenate([c for i in strokes for c in sketch.strokes[i].subpaths]), dtype=torch.float32)
 

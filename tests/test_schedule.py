@@ -22,15 +22,6 @@ SKETCH = MULTIOBJECT / "basketball5"  # 53 strokes, three objects: a player, a h
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: a second intra-op thread only adds waiting, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class InkPrior(Prior):
     """A loss that pulls every pixel somewhere random (fresh weights each call, from the generator).
 

@@ -112,15 +112,20 @@ class MULTISKETCH_PT_sketch(_SidebarPanel):
         layout.label(text=f"{sketch.name}: {width:g} x {height:g} px", icon="OUTLINER_COLLECTION")
 
 
-class MULTISKETCH_PT_objects(_SidebarPanel):
-    """The sketch's objects: what moves, with which prompt, and the tools that group strokes."""
+class _SketchPanel(_SidebarPanel):
+    """A sub-panel about the tab's sketch: shown only once there is one (never registered itself)."""
 
-    bl_label = "Objects"
     bl_parent_id = "MULTISKETCH_PT_sketch"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return active_sketch(context) is not None
+
+
+class MULTISKETCH_PT_objects(_SketchPanel):
+    """The sketch's objects: what moves, with which prompt, and the tools that group strokes."""
+
+    bl_label = "Objects"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -147,15 +152,10 @@ class MULTISKETCH_PT_objects(_SidebarPanel):
         _operator(column, "multisketch.suggest_grouping", text="Suggest Grouping", icon="LIGHT")
 
 
-class MULTISKETCH_PT_animate(_SidebarPanel):
+class MULTISKETCH_PT_animate(_SketchPanel):
     """The scene prompt, the run's settings, and the run itself."""
 
     bl_label = "Animate"
-    bl_parent_id = "MULTISKETCH_PT_sketch"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return active_sketch(context) is not None
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.addon.conftest import addon_module, addon_preferences, reset_scene
-from tests.conftest import REPO
+from tests.conftest import REPO, needs_shared_sketches
 
 animate = addon_module("animate")
 scene_model = addon_module("scene_model")
@@ -257,6 +257,7 @@ print("ENGINE", addon_module("animate").start_job(bpy.context).process.pid, flus
 """  # ...and the interpreter ends with the job running, as when Blender quits
 
 
+@needs_shared_sketches
 def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", QUIT_WHILE_RUNNING, str(REPO), str(_endless_engine(tmp_path)), str(tmp_path / "cache")],

@@ -257,13 +257,32 @@ def suggest_grouping(sketch: bpy.types.Collection, replace: bool = False) -> lis
 # --- Operators ----------------------------------------------------------------------------------
 
 
-class _SketchOperator:
+class _SketchOperator(bpy.types.Operator):
+    """A grouping step: `regroup` does it and says what it did; a GroupingError becomes the error report."""
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return bool(scene_model.sketch_collections(context.scene))
 
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            done = self.regroup(context)
+        except GroupingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, done)
+        return {"FINISHED"}
 
-class MULTISKETCH_OT_new_object(_SketchOperator, bpy.types.Operator):
+    def regroup(self, context: bpy.types.Context) -> str:
+        raise NotImplementedError
+
+
+def _move_into(selection: dict[bpy.types.Object, list[int]], target: bpy.types.Object) -> str:
+    moved = move_selection(selection, target)
+    return f"Moved {moved} stroke{'s' * (moved != 1)} into '{target.users_collection[0].name}'"
+
+
+class MULTISKETCH_OT_new_object(_SketchOperator):
     """Move the selected strokes into a new object (a collection of the sketch)"""
 
     bl_idname = "multisketch.new_object"
@@ -272,19 +291,12 @@ class MULTISKETCH_OT_new_object(_SketchOperator, bpy.types.Operator):
 
     name: StringProperty(name="Name", description="Name of the new object", default=SUGGESTED_NAME)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            sketch = current_sketch(context)
-            selection = selected_strokes(context, sketch)
-            if not selection:
-                raise GroupingError("No strokes selected: select the object's strokes in Edit Mode first")
-            target = new_object(sketch, self.name, next(iter(selection)))
-        except GroupingError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        moved = move_selection(selection, target)
-        self.report({"INFO"}, f"Moved {moved} stroke{'s' * (moved != 1)} into '{target.users_collection[0].name}'")
-        return {"FINISHED"}
+    def regroup(self, context: bpy.types.Context) -> str:
+        sketch = current_sketch(context)
+        selection = selected_strokes(context, sketch)
+        if not selection:
+            raise GroupingError("No strokes selected: select the object's strokes in Edit Mode first")
+        return _move_into(selection, new_object(sketch, self.name, next(iter(selection))))
 
 
 def _target_items(_self: bpy.types.Operator, context: bpy.types.Context) -> list[tuple[str, str, str]]:
@@ -302,7 +314,7 @@ def _target_items(_self: bpy.types.Operator, context: bpy.types.Context) -> list
 _ITEMS_CACHE: list[tuple[str, str, str]] = [(BACKGROUND, "Background", "Strokes that belong to no object")]
 
 
-class MULTISKETCH_OT_assign_to_object(_SketchOperator, bpy.types.Operator):
+class MULTISKETCH_OT_assign_to_object(_SketchOperator):
     """Move the selected strokes into an existing object, or back to the background"""
 
     bl_idname = "multisketch.assign_to_object"
@@ -316,28 +328,21 @@ class MULTISKETCH_OT_assign_to_object(_SketchOperator, bpy.types.Operator):
         context.window_manager.invoke_search_popup(self)
         return {"RUNNING_MODAL"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            sketch = current_sketch(context)
-            selection = selected_strokes(context, sketch)
-            if not selection:
-                raise GroupingError("No strokes selected: select strokes in Edit Mode first")
-            if self.target == BACKGROUND:
-                target = background(sketch)
-            else:
-                collection = next((c for c in scene_model.object_collections(sketch) if c.name == self.target), None)
-                target = scene_model.drawing_object(collection) if collection is not None else None
-                if target is None or not _has_rest(target):
-                    raise GroupingError(f"'{self.target}' is not an object of the sketch '{sketch.name}'")
-        except GroupingError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        moved = move_selection(selection, target)
-        self.report({"INFO"}, f"Moved {moved} stroke{'s' * (moved != 1)} into '{target.users_collection[0].name}'")
-        return {"FINISHED"}
+    def regroup(self, context: bpy.types.Context) -> str:
+        sketch = current_sketch(context)
+        selection = selected_strokes(context, sketch)
+        if not selection:
+            raise GroupingError("No strokes selected: select strokes in Edit Mode first")
+        if self.target == BACKGROUND:
+            return _move_into(selection, background(sketch))
+        collection = next((c for c in scene_model.object_collections(sketch) if c.name == self.target), None)
+        target = scene_model.drawing_object(collection) if collection is not None else None
+        if target is None or not _has_rest(target):
+            raise GroupingError(f"'{self.target}' is not an object of the sketch '{sketch.name}'")
+        return _move_into(selection, target)
 
 
-class MULTISKETCH_OT_suggest_grouping(_SketchOperator, bpy.types.Operator):
+class MULTISKETCH_OT_suggest_grouping(_SketchOperator):
     """Suggest objects: strokes that touch or nearly touch become one object collection each, to review"""
 
     bl_idname = "multisketch.suggest_grouping"
@@ -350,18 +355,13 @@ class MULTISKETCH_OT_suggest_grouping(_SketchOperator, bpy.types.Operator):
         default=False,
     )
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            made = suggest_grouping(current_sketch(context), self.replace)
-        except GroupingError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+    def regroup(self, context: bpy.types.Context) -> str:
+        made = suggest_grouping(current_sketch(context), self.replace)
         names = ", ".join(c.name for c in made)
-        self.report({"INFO"}, f"Suggested {len(made)} object{'s' * (len(made) != 1)}: {names}. Review and correct them")
-        return {"FINISHED"}
+        return f"Suggested {len(made)} object{'s' * (len(made) != 1)}: {names}. Review and correct them"
 
 
-class MULTISKETCH_OT_remove_object(_SketchOperator, bpy.types.Operator):
+class MULTISKETCH_OT_remove_object(_SketchOperator):
     """Remove an object: its strokes go back to the background"""
 
     bl_idname = "multisketch.remove_object"
@@ -370,17 +370,11 @@ class MULTISKETCH_OT_remove_object(_SketchOperator, bpy.types.Operator):
 
     name: StringProperty(name="Object", description="The object collection to remove (empty: the active object's)")
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            sketch = current_sketch(context)
-            collection = _named_or_active_object(context, sketch, self.name)
-        except GroupingError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+    def regroup(self, context: bpy.types.Context) -> str:
+        collection = _named_or_active_object(context, current_sketch(context), self.name)
         name = collection.name
         remove_object(collection)
-        self.report({"INFO"}, f"Removed '{name}'; its strokes are background now")
-        return {"FINISHED"}
+        return f"Removed '{name}'; its strokes are background now"
 
 
 def _named_or_active_object(

@@ -22,6 +22,13 @@ from bpy.props import EnumProperty, StringProperty
 
 from .contract import engine_root, protocol
 
+# Where the engine may compute: the engine's `--device` values.
+DEVICE_ITEMS = (
+    ("auto", "Auto", "The GPU when there is one, else the CPU"),
+    ("cpu", "CPU", "The CPU (slow with the real model)"),
+    ("cuda", "CUDA GPU", "An NVIDIA GPU"),
+)
+
 ENV_FOLDER = "engine-env"
 PIP_TAIL_LINES = 12
 
@@ -44,11 +51,7 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
     device: EnumProperty(
         name="Device",
         description="Where the engine computes, unless a scene chooses otherwise",
-        items=(
-            ("auto", "Auto", "The GPU when there is one, else the CPU"),
-            ("cpu", "CPU", "The CPU (slow with the real model)"),
-            ("cuda", "CUDA GPU", "An NVIDIA GPU"),
-        ),
+        items=DEVICE_ITEMS,
         default="auto",
     )
     cache_dir: StringProperty(

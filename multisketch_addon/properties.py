@@ -10,6 +10,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from .preferences import DEVICE_ITEMS
+
 # Steps per stage of each quality preset; "paper" is the paper's setting.
 QUALITY_STEPS = {"DRAFT": 100, "STANDARD": 400, "PAPER": 1000}
 
@@ -81,12 +83,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
     device: EnumProperty(
         name="Device",
         description="Where the engine computes",
-        items=(
-            ("PREFERENCES", "From Preferences", "The device set in the add-on preferences"),
-            ("auto", "Auto", "The GPU when there is one, else the CPU"),
-            ("cpu", "CPU", "The CPU (slow with the real model)"),
-            ("cuda", "CUDA GPU", "An NVIDIA GPU"),
-        ),
+        items=(("PREFERENCES", "From Preferences", "The device set in the add-on preferences"), *DEVICE_ITEMS),
         default="PREFERENCES",
     )
     prior: EnumProperty(

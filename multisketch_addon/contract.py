@@ -1,4 +1,4 @@
-"""Access to the engine's pure-Python contract modules (`server.protocol`, `server.tables`).
+"""Access to the engine's pure-Python contract modules (`server.protocol`, `server.tables`, `server.svg`).
 
 In the built extension `server/` sits inside the add-on's folder; in a source checkout it sits
 beside it. Either way the add-on reads the same files the engine does, so the two never disagree.
@@ -34,3 +34,4 @@ def _engine_module(name: str) -> ModuleType:
 protocol = _engine_module("protocol")
 tables = _engine_module("tables")
 errors = _engine_module("errors")
+svg = _engine_module("svg")

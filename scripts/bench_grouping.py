@@ -65,7 +65,7 @@ def main() -> int:
     for folder in folders:
         bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
         sketch = importer.import_sketch(bpy.context, str(folder / "sketch.svg"))
-        count = importer.read_svg(folder / "sketch.svg").path_count
+        count = len(contract.svg.read_svg(folder / "sketch.svg").strokes)
         start = time.perf_counter()
         bpy.ops.multisketch.suggest_grouping()
         seconds = time.perf_counter() - start

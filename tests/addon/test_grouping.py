@@ -15,7 +15,7 @@ grouping = addon_module("grouping")
 importer = addon_module("importer")
 
 STROKE_ATTRIBUTES = ("position", "handle_left", "handle_right", "handle_type_left", "handle_type_right", "radius")
-STROKE_ATTRIBUTES += ("opacity", "vertex_color", "cyclic", "curve_type", "fill_color", "fill_opacity")
+STROKE_ATTRIBUTES += ("opacity", "vertex_color", "cyclic", "curve_type")
 
 
 def _objects(sketch: bpy.types.Collection) -> dict[str, bpy.types.Object]:
@@ -65,6 +65,8 @@ def test_new_object_takes_the_selected_strokes_with_every_attribute(imported_ske
     bpy.data.materials.create_gpencil_data(second)
     ob.data.materials.append(second)
     offsets = scene_model.stroke_offsets(drawing)
+    drawing.attributes.get("vertex_color") or drawing.attributes.new("vertex_color", "FLOAT_COLOR", "POINT")
+    drawing.attributes.get("material_index") or drawing.attributes.new("material_index", "INT", "CURVE")
     for attribute, stroke, value in (("radius", 1, 0.02), ("opacity", 3, 0.5), ("vertex_color", 3, (1, 0, 0, 1))):
         data = scene_model.read_attribute(drawing.attributes[attribute])
         data[offsets[stroke] : offsets[stroke + 1]] = value

@@ -14,7 +14,7 @@ import pytest
 from svgpathtools import Arc, CubicBezier, Line, QuadraticBezier, parse_path, svg2paths
 
 from tests.addon.conftest import addon_module, import_shared_sketch, reset_scene
-from tests.conftest import multiobject_sketches
+from tests.conftest import REPO, multiobject_sketches
 
 TOLERANCE_PX = 1e-3
 scene_model = addon_module("scene_model")
@@ -51,10 +51,14 @@ def _objects(sketch: bpy.types.Collection) -> dict[str, bpy.types.Object]:
     return {c.name: scene_model.drawing_object(c) for c in scene_model.object_collections(sketch)}
 
 
-@pytest.mark.parametrize("folder", multiobject_sketches(), ids=lambda p: p.name)
-def test_shared_sketch_imports_one_object_per_table_row_with_exact_points(folder: Path) -> None:
+EXAMPLES = sorted(p for p in (REPO / "examples").iterdir() if (p / "sketch.svg").is_file())
+
+
+@pytest.mark.parametrize("folder", EXAMPLES + multiobject_sketches(), ids=lambda p: p.name)
+def test_sketch_imports_one_object_per_table_row_with_exact_points(folder: Path) -> None:
+    """Both examples and every shared sketch, on every Blender version the tests run on."""
     reset_scene()
-    sketch = import_shared_sketch(folder.name)
+    sketch = importer.import_sketch(bpy.context, str(folder / "sketch.svg"), str(folder / "objects.tsv"))
     paths, _ = svg2paths(str(folder / "sketch.svg"))
     table = addon_module("contract").tables.read_stroke_table(folder / "objects.tsv", len(paths))
     objects = _objects(sketch)
@@ -122,18 +126,28 @@ def test_g_id_groups_become_objects_and_every_curve_maps_back_exactly(empty_scen
     assert len(got) == 3
     for g, w in zip(got[:2], wanted[:2], strict=True):
         assert np.abs(g - w).max() < TOLERANCE_PX
-    closed = got[2]  # cyclic: the closing line, then the cyclic segment back to the (repeated) start
-    assert np.abs(closed[:-3] - wanted[2]).max() < TOLERANCE_PX
-    assert np.abs(closed[-3:] - wanted[2][0]).max() < TOLERANCE_PX
+    closed = got[2]  # a cyclic stroke: its chain runs back to the start through the closing line
+    assert np.abs(closed - wanted[2]).max() < TOLERANCE_PX
+    drawing = scene_model.rest_drawing(objects["cat"])
+    assert list(scene_model.read_attribute(drawing.attributes["cyclic"])) == [False, False, True]
 
     ball = parse_path("M 140 70 T 160 90 Q 175 60 185 80")
     assert np.abs(_gp_chains(objects["ball"])[0] - _cubic_chain(ball, ball_transform)).max() < TOLERANCE_PX
 
-    arc = parse_path("M 150 30 A 20 10 0 0 1 190 60")
-    assert isinstance(arc[0], Arc)
-    arc_chain = _gp_chains(background)[0]
-    for got_point, want in ((arc_chain[0], arc[0].start), (arc_chain[-1], arc[0].end)):
+    arc = parse_path("M 150 30 A 20 10 0 0 1 190 60")[0]
+    assert isinstance(arc, Arc)
+    arc_chain = _gp_chains(background)[0]  # cubics within 0.01 px of the arc
+    t = np.linspace(0, 1, 21)[:, None]
+    for i in range(0, len(arc_chain) - 1, 3):
+        c = arc_chain[i : i + 4]
+        samples = (1 - t) ** 3 * c[0] + 3 * (1 - t) ** 2 * t * c[1] + 3 * (1 - t) * t**2 * c[2] + t**3 * c[3]
+        on_arc = np.array([arc.point(u) for u in np.linspace(0, 1, 4001)])
+        on_arc = np.stack([on_arc.real - 10, on_arc.imag - 20], axis=1)
+        assert np.sqrt(((samples[:, None] - on_arc[None]) ** 2).sum(-1)).min(1).max() < 0.02
+    for got_point, want in ((arc_chain[0], arc.start), (arc_chain[-1], arc.end)):
         assert np.abs(got_point - (to_canvas @ [want.real, want.imag, 1])[:2]).max() < TOLERANCE_PX
+    rect = _gp_chains(background)[1]
+    assert np.abs(rect[0::3] - [[5, 5], [25, 5], [25, 15], [5, 15], [5, 5]]).max() < TOLERANCE_PX
 
 
 def test_import_leaves_the_rest_of_the_scene_and_the_active_collection_alone(empty_scene) -> None:
@@ -159,16 +173,13 @@ def test_import_leaves_the_rest_of_the_scene_and_the_active_collection_alone(emp
 
 
 BAD_INPUTS = {
-    "missing file": ("missing.svg", None, None, "No SVG file"),
-    "not xml": ("notes.svg", "just some text", None, "not an SVG file"),
-    "not svg": ("page.svg", "<html><body/></html>", None, "not an SVG file"),
+    "missing file": ("missing.svg", None, None, "No sketch at"),
+    "not xml": ("notes.svg", "just some text", None, "not well-formed XML"),
+    "not svg": ("page.svg", "<html><body/></html>", None, "is not an SVG"),
     "no strokes": ("empty.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><rect/></svg>', None,
-                   "has no strokes"),
+                   "has no <path> strokes"),
     "unknown stroke": (None, None, "cat\t0,1,999\n", "does not exist"),
     "duplicate stroke": (None, None, "cat\t0,1\ndog\t1,2\n", "is in both"),
-    "uneven viewBox": ("squashed.svg",
-                       '<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100" viewBox="0 0 200 100">'
-                       '<path d="M 10 10 L 190 90"/><path d="M 10 90 L 50 10"/></svg>', None, "Cannot map"),
 }  # fmt: skip
 
 

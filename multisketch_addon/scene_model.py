@@ -16,6 +16,7 @@ The rest drawing is the first frame of the layer `REST_LAYER`: the strokes as dr
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import bpy
 import numpy as np
@@ -45,6 +46,8 @@ _ATTRIBUTE_IO: dict[str, tuple[str, int, np.dtype]] = {
 }
 # Values that make a stroke visible where an attribute is missing (a new attribute starts at zero).
 _DEFAULTS = {"radius": 0.01, "opacity": 1.0, "fill_opacity": 1.0}
+CurveType = Literal["CATMULL_ROM", "POLY", "BEZIER", "NURBS"]
+CURVE_TYPES: tuple[CurveType, ...] = ("CATMULL_ROM", "POLY", "BEZIER", "NURBS")  # `curve_type` values 0 to 3
 _SELECTION_PREFIX = ".selection"
 
 
@@ -239,8 +242,25 @@ def append_strokes(
     for attribute in target.attributes:
         if attribute.name not in copied and attribute.name in _DEFAULTS:
             _fill_default(attribute, new_rows[attribute.domain])
+    refresh_curve_types(target)
     deselect_all(target)
     target.tag_positions_changed()
+
+
+def refresh_curve_types(drawing: bpy.types.GreasePencilDrawing) -> None:
+    """Make Blender draw each stroke as its `curve_type` attribute says.
+
+    Blender draws from a cache of the curve types that writing the attribute as data does not update:
+    Bezier strokes copied that way show as polylines through their points until the file is reloaded.
+    `set_types` updates the cache, on 5.0 as on 5.3.
+    """
+    attribute: bpy.types.Attribute | None = drawing.attributes.get("curve_type")
+    if attribute is None or len(attribute.data) == 0:
+        return
+    types = read_attribute(attribute)
+    for value in np.unique(types):
+        indices = [int(i) for i in np.flatnonzero(types == value)]
+        drawing.set_types(type=CURVE_TYPES[int(value)], indices=indices)
 
 
 def _fill_default(attribute: bpy.types.Attribute, rows: slice) -> None:

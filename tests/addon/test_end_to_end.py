@@ -1,6 +1,6 @@
 """End to end, headless: import a shared sketch, "Animate with SDS" with the real engine, get editable keys.
 
-The engine runs as the add-on runs it, as a child process (this venv's Python, the tiny random prior
+The engine runs as the add-on runs it, as a child process (the engine's venv, the tiny random prior
 on the CPU, tiny renders), so the numbers compared come from the engine's own result.json. The
 sidebar is drawn into a recording layout, since panels cannot be drawn without a window.
 """
@@ -8,14 +8,13 @@ sidebar is drawn into a recording layout, since panels cannot be drawn without a
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
 import pytest
 
-from tests.addon.conftest import ADDON_PACKAGE, addon_module
+from tests.addon.conftest import ADDON_PACKAGE, addon_module, engine_python
 from tests.addon.test_writeback import drawings_of, result_objects, transform_curves, worst_error
 from tests.conftest import MULTIOBJECT
 
@@ -30,7 +29,7 @@ SKETCH = MULTIOBJECT / "dog9"  # two objects
 @pytest.fixture
 def sketch(empty_scene: bpy.types.Scene, tmp_path: Path) -> bpy.types.Collection:
     prefs = bpy.context.preferences.addons[ADDON_PACKAGE].preferences
-    prefs.python_path, prefs.cache_dir, prefs.device = sys.executable, str(tmp_path / "cache"), "cpu"
+    prefs.python_path, prefs.cache_dir, prefs.device = engine_python(), str(tmp_path / "cache"), "cpu"
     assert bpy.ops.multisketch.import_svg(
         filepath=str(SKETCH / "sketch.svg"), objects_file=str(SKETCH / "objects.tsv")
     ) == {"FINISHED"}

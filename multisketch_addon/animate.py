@@ -19,7 +19,7 @@ import bpy
 
 from . import writeback
 from .contract import protocol
-from .engine_process import EngineError, EngineOutcome, EngineProcess, check_interpreter, stop_all
+from .engine_process import EngineError, EngineOutcome, EngineProcess, resolve_interpreter, stop_all
 from .job_export import MAP_FILE, SKETCH_FILE, ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
 
@@ -40,10 +40,11 @@ class AnimationJob:
     def update(self, context: bpy.types.Context) -> EngineOutcome | None:
         """Show the engine's new progress; how it ended once it has."""
         state = context.window_manager.multisketch_job
-        for event in self.process.poll():
+        events = self.process.poll()
+        for event in events:
             _show_event(state, event)
         outcome = self.process.outcome()
-        if outcome is None:
+        if outcome is None and events:
             _redraw_sidebars(context)
         return outcome
 
@@ -73,6 +74,8 @@ class AnimationJob:
             level = "WARNING"
         elif outcome.status == "done":
             level, message = self._apply(context)
+        elif outcome.bad_interpreter and not self.resumed:  # nothing was computed: no folder to keep
+            shutil.rmtree(self.exported.job_dir, ignore_errors=True)
         state.message = message
         _redraw_sidebars(context)
         return level, message
@@ -106,7 +109,7 @@ def start_job(context: bpy.types.Context) -> AnimationJob:
     job_dir = _new_job_dir(jobs, sketch.name)
     try:  # until the engine runs, the new folder holds nothing worth keeping
         exported = export_job(context, sketch, job_dir)
-        interpreter = check_interpreter(addon_preferences(context).python_path)
+        interpreter = resolve_interpreter(addon_preferences(context).python_path)
         previous = _resumable_job(jobs, sketch.name, exported)
         if previous is not None:
             shutil.rmtree(job_dir)
@@ -176,10 +179,14 @@ def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:
+    """Redraw the 3D viewports' sidebars, where the progress shows, and not the viewports themselves:
+    redrawing every viewport ten times a second took most of a CPU core from the engine."""
     for window in context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == "VIEW_3D":
-                area.tag_redraw()
+                for region in area.regions:
+                    if region.type == "UI":
+                        region.tag_redraw()
 
 
 class MULTISKETCH_OT_animate(bpy.types.Operator):

@@ -12,6 +12,7 @@ import atexit
 import collections
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -25,12 +26,13 @@ from .contract import engine_root, protocol
 
 # How long a cancelled engine may take to stop on its own before it is killed.
 CANCEL_GRACE_S = 1.5
-# Importing torch and diffusers the first time can take a while on a cold disk.
-CHECK_TIMEOUT_S = 90.0
 # How long processes the engine started may keep its output open after it has exited.
 ORPHAN_GRACE_S = 1.0
 STDERR_TAIL_LINES = 40
 STDERR_LOG = "engine-stderr.txt"
+# What the engine's Python must have: without one of them, the interpreter is the one to change.
+ENGINE_PACKAGES = {"torch", "diffusers", "transformers", "numpy", "imageio"}
+_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
 
 _FIX_HINT = (
     "Set the engine's Python in Edit > Preferences > Add-ons > MultiSketch, or click 'Create Engine Environment' there"
@@ -43,47 +45,29 @@ class EngineError(Exception):
 
 @dataclass
 class EngineOutcome:
-    """How a finished engine run ended: status is 'done', 'cancelled' or 'failed'."""
+    """How a finished engine run ended: status is 'done', 'cancelled' or 'failed'.
+
+    `bad_interpreter`: it failed because the engine's Python lacks the engine's packages, before
+    computing anything.
+    """
 
     status: str
     message: str
+    bad_interpreter: bool = False
 
 
-_checked_interpreters: set[tuple[str, float]] = set()
+def resolve_interpreter(interpreter: str) -> Path:
+    """The engine's Python from the preferences, as a path that exists; EngineError saying what to set.
 
-
-def check_interpreter(interpreter: str, timeout: float = CHECK_TIMEOUT_S) -> Path:
-    """Make sure `interpreter` is a Python that can import torch and diffusers; return its path.
-
-    Remembers a good interpreter (by path and modification time) so that only the first run pays
-    for the import.
+    Whether it can import torch and diffusers is found out by the engine run itself, in its own
+    process: a separate check on Blender's main thread froze the UI for seconds (up to a minute on a
+    cold disk), and made the engine import torch twice.
     """
     if not interpreter or not interpreter.strip():
         raise EngineError(f"No Python interpreter is set for the engine. {_FIX_HINT}.")
     path = Path(interpreter.strip()).expanduser()
     if not path.is_file():
         raise EngineError(f"The engine's Python {path} does not exist. {_FIX_HINT}.")
-    key = (str(path), path.stat().st_mtime)
-    if key in _checked_interpreters:
-        return path
-    try:
-        check = subprocess.run(
-            [str(path), "-c", "import torch, diffusers"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=str(engine_root()),
-        )
-    except OSError as exc:
-        raise EngineError(f"The engine's Python {path} cannot run ({exc.strerror or exc}). {_FIX_HINT}.") from None
-    except subprocess.TimeoutExpired:
-        raise EngineError(
-            f"The engine's Python {path} took more than {timeout:.0f} s to import torch and diffusers. {_FIX_HINT}."
-        ) from None
-    if check.returncode != 0:
-        last_line = (check.stderr.strip().splitlines() or [f"exit code {check.returncode}"])[-1]
-        raise EngineError(f"The engine's Python {path} cannot import torch and diffusers ({last_line}). {_FIX_HINT}.")
-    _checked_interpreters.add(key)
     return path
 
 
@@ -91,6 +75,7 @@ class EngineProcess:
     """One run of `python -m server run JOB_DIR --progress json`."""
 
     def __init__(self, interpreter: Path, job_dir: Path, resume: bool = False) -> None:
+        self.interpreter = interpreter
         self.job_dir = Path(job_dir)
         command = [str(interpreter), "-m", "server", "run", str(self.job_dir), "--progress", "json"]
         if resume:
@@ -123,7 +108,7 @@ class EngineProcess:
         except OSError as exc:
             self._stderr_log.close()
             raise EngineError(
-                f"Cannot start the engine with {interpreter}: {exc.strerror or exc}. {_FIX_HINT}."
+                f"The engine's Python {interpreter} cannot run ({exc.strerror or exc}). {_FIX_HINT}."
             ) from None
         _LIVE.add(self)
         self._readers = [
@@ -223,6 +208,13 @@ class EngineProcess:
             return EngineOutcome("done", "finished")
         if self._cancel_requested or code == protocol.EXIT_CANCELLED:
             return EngineOutcome("cancelled", f"Cancelled; the job folder {self.job_dir} keeps what was computed.")
+        missing = self._missing_package()
+        if missing:
+            return EngineOutcome(
+                "failed",
+                f"The engine's Python {self.interpreter} cannot import torch and diffusers ({missing}). {_FIX_HINT}.",
+                bad_interpreter=True,
+            )
         if self._last_error:
             reason = self._last_error
         elif code < 0:
@@ -233,6 +225,14 @@ class EngineProcess:
             tail = [line for line in self._stderr_tail if line.strip()][-3:]
             reason = f"the engine failed (exit code {code})" + (": " + " | ".join(tail) if tail else "")
         return EngineOutcome("failed", f"{reason[:1].upper()}{reason[1:]}. Details: {self.stderr_log}")
+
+    def _missing_package(self) -> str | None:
+        """The line saying which of the engine's packages its Python lacks, if that is why it failed."""
+        for line in [self._last_error or "", *reversed(self._stderr_tail)]:
+            found = _MISSING_MODULE.search(line)
+            if found and found.group(1).split(".")[0] in ENGINE_PACKAGES:
+                return found.group(0)
+        return None
 
 
 def _own_process_group() -> dict[str, Any]:

@@ -101,6 +101,47 @@ def test_broken_interpreters_are_named_with_the_reason(sketch: bpy.types.Collect
     assert _scene_state() == before and _jobs(tmp_path) == []
 
 
+def _script(tmp_path: Path, name: str, body: str) -> Path:
+    script = tmp_path / name
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_animate_returns_at_once_while_a_slow_interpreter_starts(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    # An interpreter that takes seconds to find out it has no torch, as a cold import does.
+    addon_preferences().python_path = str(
+        _script(tmp_path, "slow-python", "sleep 3\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1")
+    )
+    before = _scene_state()
+    started = time.monotonic()
+    job = animate.start_job(bpy.context)
+    assert time.monotonic() - started < 1.0  # Blender's UI waits for nothing
+    level, message = job.conclude(bpy.context, job.wait(bpy.context))
+    assert level == "ERROR" and "cannot import torch and diffusers" in message and "No module named 'torch'" in message
+    assert _scene_state() == before and _jobs(tmp_path) == []  # nothing computed, no job folder kept
+
+
+def test_progress_redraws_the_sidebar_only_when_news_arrives(
+    sketch: bpy.types.Collection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redraws = []
+    monkeypatch.setattr(animate, "_redraw_sidebars", lambda context: redraws.append(time.monotonic()))
+    step = '{"event": "step", "stage": "joint", "step": 1, "steps": 2, "progress": 0.5}'
+    addon_preferences().python_path = str(_script(tmp_path, "quiet-python", f"sleep 1\necho '{step}'\nexec sleep 600"))
+    job = animate.start_job(bpy.context)
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            job.update(bpy.context)
+            time.sleep(animate.POLL_INTERVAL_S)
+        assert len(redraws) == 1  # 30 polls, one event: one redraw
+        assert bpy.context.window_manager.multisketch_job.step == 1
+    finally:
+        job.process.stop()
+        job.conclude(bpy.context, job.process.wait())
+
+
 def test_empty_object_collection_is_named(sketch: bpy.types.Collection, tmp_path: Path) -> None:
     empty = bpy.data.collections.new("kite")
     empty["multisketch_object"] = 1
@@ -227,9 +268,9 @@ def test_engine_killed_mid_run_gives_clear_error_and_loses_nothing(sketch: bpy.t
 
 
 def _endless_engine(tmp_path: Path) -> Path:
-    """An interpreter that passes the import check and then runs forever: an engine that never ends."""
+    """An interpreter that runs forever: an engine that never ends."""
     script = tmp_path / "endless-python"
-    script.write_text('#!/bin/sh\n[ "$1" = "-c" ] && exit 0\nexec sleep 600\n')
+    script.write_text('#!/bin/sh\nexec sleep 600\n')
     script.chmod(0o755)
     return script
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Literal
 
 import bpy
+from bpy.props import StringProperty
 
-from . import writeback
-from .contract import protocol
+from . import scene_model, writeback
+from .contract import errors, protocol
 from .engine_process import EngineError, EngineOutcome, EngineProcess, resolve_interpreter, stop_all
-from .job_export import MAP_FILE, SKETCH_FILE, ExportedJob, JobExportError, export_job, sketch_to_animate
+from .job_export import ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
 
 JOBS_FOLDER = "jobs"
@@ -81,14 +82,15 @@ class AnimationJob:
         return level, message
 
     def _apply(self, context: bpy.types.Context) -> tuple[ReportLevel, str]:
-        sketch: bpy.types.Collection | None = bpy.data.collections.get(self.sketch_name)
+        later = f"it stays in the job folder {self.exported.job_dir.name} (Apply Job Folder brings it in later)"
+        sketch = scene_model.find_sketch(self.exported.sketch_id, self.exported.sketch_name)
         if sketch is None:
-            return "ERROR", f"The sketch '{self.sketch_name}' is gone; the result stays in {self.exported.job_dir}"
+            return "ERROR", f"The sketch '{self.sketch_name}' is gone; {later}"
         try:
             writeback.apply_result(context, sketch, self.exported)
         except Exception as exc:  # the user gets one line; the result file stays for another try
-            return "ERROR", f"Could not write the result into the scene ({exc}); it stays in {self.exported.job_dir}"
-        return "INFO", f"Animated '{self.sketch_name}' ({self.exported.spec.frames} frames)"
+            return "ERROR", f"Could not write the result into the scene ({exc}); {later}"
+        return "INFO", f"Animated '{sketch.name}' ({self.exported.spec.frames} frames)"
 
 
 _running: AnimationJob | None = None
@@ -110,7 +112,7 @@ def start_job(context: bpy.types.Context) -> AnimationJob:
     try:  # until the engine runs, the new folder holds nothing worth keeping
         exported = export_job(context, sketch, job_dir)
         interpreter = resolve_interpreter(addon_preferences(context).python_path)
-        previous = _resumable_job(jobs, sketch.name, exported)
+        previous = _resumable_job(jobs, exported)
         if previous is not None:
             shutil.rmtree(job_dir)
             exported = ExportedJob.load(previous)
@@ -139,19 +141,22 @@ def _new_job_dir(jobs: Path, sketch_name: str) -> Path:
     raise JobExportError(f"Cannot create a job folder in {jobs}: too many jobs started this second")
 
 
-def _resumable_job(jobs: Path, sketch_name: str, exported: ExportedJob) -> Path | None:
-    """An earlier, unfinished job of the same sketch with the very same inputs and a checkpoint, if any."""
-    inputs = (SKETCH_FILE, protocol.JOB_SPEC, MAP_FILE)
-    fresh = [(exported.job_dir / name).read_bytes() for name in inputs]
-    for candidate in sorted(jobs.glob(f"{bpy.path.clean_name(sketch_name)}-*"), reverse=True):
-        if candidate == exported.job_dir or (candidate / protocol.RESULT).exists():
+def _resumable_job(jobs: Path, exported: ExportedJob) -> Path | None:
+    """The newest earlier, unfinished job with a checkpoint and the very same inputs, sketch and strokes.
+
+    Sketch and objects are matched by their ids, so a job renamed since (its folder carries the old
+    name) still resumes.
+    """
+    fresh = exported.identity()
+    candidates = [p for p in jobs.iterdir() if p.is_dir() and p != exported.job_dir]
+    for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+        if (candidate / protocol.RESULT).exists() or not any((candidate / protocol.CHECKPOINTS_DIR).glob("*.pt")):
             continue
-        if not any((candidate / protocol.CHECKPOINTS_DIR).glob("*.pt")):
-            continue
-        if all((candidate / name).is_file() for name in inputs) and fresh == [
-            (candidate / name).read_bytes() for name in inputs
-        ]:
-            return candidate
+        try:
+            if ExportedJob.load(candidate).identity() == fresh:
+                return candidate
+        except (errors.UserError, OSError, ValueError, KeyError):
+            continue  # not a job folder of this version: never resumed
     return None
 
 
@@ -269,6 +274,52 @@ class MULTISKETCH_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def apply_job_folder(context: bpy.types.Context, job_dir: Path) -> bpy.types.Collection:
+    """Write a finished job's result into the sketch it was made from; UserError saying why not."""
+    exported = ExportedJob.load(job_dir)
+    sketch = scene_model.find_sketch(exported.sketch_id, exported.sketch_name)
+    if sketch is None:
+        raise errors.UserError(
+            f"The sketch this job was made from ('{exported.sketch_name}') is not in this file: open the file "
+            "that holds it"
+        )
+    writeback.apply_result(context, sketch, exported)
+    return sketch
+
+
+class MULTISKETCH_OT_apply_job(bpy.types.Operator):
+    """Write a finished job folder's result into its sketch (e.g. a job that ended while the sketch was away)"""
+
+    bl_idname = "multisketch.apply_job"
+    bl_label = "Apply Job Folder"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: StringProperty(name="Job Folder", description="A job folder with a result.json", subtype="DIR_PATH")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if _running is not None:
+            cls.poll_message_set("A job is running: wait for it or cancel it")
+            return False
+        return context.scene is not None
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        if not self.directory:
+            self.directory = str(cache_folder(context) / JOBS_FOLDER) + "/"
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            sketch = apply_job_folder(context, Path(bpy.path.abspath(self.directory)))
+        except errors.UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        context.window_manager.multisketch_job.message = f"Applied {Path(self.directory).name} to '{sketch.name}'"
+        self.report({"INFO"}, f"Applied the job's result to '{sketch.name}'")
+        return {"FINISHED"}
+
+
 @bpy.app.handlers.persistent
 def _stop_before_load(*_args: object) -> None:
     """Opening another file must not leave an engine running for a scene that is gone."""
@@ -280,7 +331,7 @@ def _stop_before_load(*_args: object) -> None:
         state.running = False
 
 
-CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel)
+CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel, MULTISKETCH_OT_apply_job)
 
 
 def register() -> None:

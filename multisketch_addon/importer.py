@@ -112,6 +112,7 @@ def _build_sketch(
     collection[scene_model.SKETCH_KEY] = 1
     collection[scene_model.CANVAS_SIZE_KEY] = [document.width, document.height]
     collection[scene_model.SOURCE_KEY] = str(path)
+    scene_model.identity(collection)
     _parent_collection(context).children.link(collection)
 
     ink = bpy.data.materials.new(f"{path.stem} ink")

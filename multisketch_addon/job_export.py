@@ -3,7 +3,9 @@
 The engine knows strokes only as `<path>` indices of an SVG. The export writes one `<path>` per
 Grease Pencil stroke, from the original (rest) drawings, in canvas pixels, and records in
 `blender_map.json` which Grease Pencil object and stroke each index came from, so that write-back
-needs nothing but the job folder. Every check that can fail runs before anything is written.
+needs nothing but the job folder. The map names the sketch and its objects by their stable ids as
+well as their names, so renaming them during a run (or before applying a job folder) loses nothing.
+Every check that can fail runs before anything is written.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ class JobExportError(Exception):
 
 @dataclass
 class ObjectLink:
-    """Where one engine object lives in the scene."""
+    """Where one engine object lives in the scene: names when the job was exported, and the object's id."""
 
     collection: str
     gp_object: str
+    gp_object_id: str = ""
 
 
 @dataclass
@@ -55,6 +58,8 @@ class ExportedJob:
     objects: dict[str, ObjectLink]
     strokes: list[tuple[str, int]]
     background: str | None
+    sketch_name: str = ""
+    sketch_id: str = ""
 
     @property
     def result_path(self) -> Path:
@@ -62,18 +67,40 @@ class ExportedJob:
 
     @classmethod
     def load(cls, job_dir: Path) -> ExportedJob:
-        """Read back a job folder written by `export_job`."""
+        """Read back a job folder written by `export_job`; UserError when it is not one."""
         job_dir = Path(job_dir)
-        mapping = json.loads((job_dir / MAP_FILE).read_text(encoding="utf-8"))
+        try:
+            mapping = json.loads((job_dir / MAP_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise errors.UserError(
+                f"{job_dir} is not a job folder of MultiSketch's (it has no readable {MAP_FILE})"
+            ) from None
         return cls(
             job_dir=job_dir,
             sketch_path=job_dir / SKETCH_FILE,
             spec_path=job_dir / protocol.JOB_SPEC,
             map_path=job_dir / MAP_FILE,
             spec=protocol.JobSpec.load(job_dir / protocol.JOB_SPEC),
-            objects={name: ObjectLink(link["collection"], link["object"]) for name, link in mapping["objects"].items()},
+            objects={
+                name: ObjectLink(link["collection"], link["object"], link.get("object_id", ""))
+                for name, link in mapping["objects"].items()
+            },
             strokes=[(gp_object, index) for gp_object, index in mapping["strokes"]],
             background=mapping["background"],
+            sketch_name=mapping.get("sketch", ""),
+            sketch_id=mapping.get("sketch_id", ""),
+        )
+
+    def identity(self) -> tuple:
+        """What makes two exports the same job whatever was renamed in between: inputs, ids, strokes."""
+        ids = {link.gp_object: link.gp_object_id for link in self.objects.values()}
+        strokes = [(ids.get(name, name), index) for name, index in self.strokes]
+        return (
+            self.sketch_path.read_bytes(),
+            self.spec_path.read_bytes(),
+            self.sketch_id,
+            sorted((name, link.gp_object_id) for name, link in self.objects.items()),
+            strokes,
         )
 
 
@@ -128,7 +155,7 @@ def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir
                 static=collection.multisketch.static,
             )
         )
-        links[collection.name] = ObjectLink(collection=collection.name, gp_object=ob.name)
+        links[collection.name] = ObjectLink(collection.name, ob.name, scene_model.identity(ob))
 
     spec = _job_spec(context, objects)
     job_dir = Path(job_dir)
@@ -142,13 +169,19 @@ def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir
         objects=links,
         strokes=origins,
         background=background.name if background is not None else None,
+        sketch_name=sketch.name,
+        sketch_id=scene_model.identity(sketch),
     )
     _write_svg(exported.sketch_path, scene_model.canvas_size(sketch), strokes)
     spec.save(exported.spec_path)
     mapping = {
         "sketch": sketch.name,
+        "sketch_id": exported.sketch_id,
         "background": exported.background,
-        "objects": {name: {"collection": link.collection, "object": link.gp_object} for name, link in links.items()},
+        "objects": {
+            name: {"collection": link.collection, "object": link.gp_object, "object_id": link.gp_object_id}
+            for name, link in links.items()
+        },
         "strokes": [list(origin) for origin in origins],
     }
     exported.map_path.write_text(json.dumps(mapping, indent=1) + "\n", encoding="utf-8")

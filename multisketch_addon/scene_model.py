@@ -6,6 +6,8 @@ Everything lives in ID custom properties so that a saved file keeps its meaning 
 - its child collections with `multisketch_object = 1` are the animated objects, each holding one
   Grease Pencil object; strokes in no object live in a Grease Pencil object directly in the sketch
   collection (the background);
+- a sketch and every Grease Pencil object made by the add-on carry a stable `multisketch_id`, so that
+  a running job finds them again whatever the user renames;
 - every Grease Pencil object made by the add-on maps canvas pixels (x, y down) to its local XZ plane
   by `X = k*x - cx, Z = -k*y - cz` (`multisketch_canvas = [k, cx, cz]`) and lists, per stroke of its
   rest drawing, the index of the SVG `<path>` the stroke came from (`multisketch_source_strokes`).
@@ -15,6 +17,7 @@ The rest drawing is the first frame of the layer `REST_LAYER`: the strokes as dr
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -27,6 +30,7 @@ SOURCE_KEY = "multisketch_source"
 OBJECT_KEY = "multisketch_object"
 CANVAS_KEY = "multisketch_canvas"
 SOURCE_STROKES_KEY = "multisketch_source_strokes"
+ID_KEY = "multisketch_id"
 REST_LAYER = "sketch"
 
 # How `foreach_get`/`foreach_set` reads each attribute type: (property, values per element, numpy type).
@@ -77,6 +81,36 @@ def sketch_of(id_data: bpy.types.ID | None) -> bpy.types.Collection | None:
             if sketch.get(SKETCH_KEY) and id_data.name in sketch.children:
                 return sketch
     return None
+
+
+def identity(block: bpy.types.ID) -> str:
+    """The block's stable id, made on first use: names change (the user renames), the id stays."""
+    value = block.get(ID_KEY)
+    if not isinstance(value, str) or not value:
+        value = uuid.uuid4().hex
+        block[ID_KEY] = value
+    return value
+
+
+def find_by_identity(blocks: Iterable[bpy.types.ID], value: str, name: str) -> bpy.types.ID | None:
+    """The block with this id; of several (a duplicate copies the id), the one still called `name`.
+
+    A job folder written before ids existed has none: then the name alone.
+    """
+    blocks = list(blocks)
+    if not value:
+        found = [block for block in blocks if block.name == name]
+    else:
+        found = [block for block in blocks if block.get(ID_KEY) == value]
+        if len(found) > 1:
+            found = [block for block in found if block.name == name]
+    return found[0] if len(found) == 1 else None
+
+
+def find_sketch(value: str, name: str) -> bpy.types.Collection | None:
+    """The sketch with this id (see `find_by_identity`)."""
+    found = find_by_identity((c for c in bpy.data.collections if c.get(SKETCH_KEY)), value, name)
+    return found if isinstance(found, bpy.types.Collection) else None
 
 
 def object_collections(sketch: bpy.types.Collection) -> list[bpy.types.Collection]:
@@ -298,6 +332,7 @@ def new_drawing_object(
     ob = bpy.data.objects.new(name, data)
     ob[CANVAS_KEY] = [float(v) for v in canvas]
     ob[SOURCE_STROKES_KEY] = []
+    identity(ob)
     collection.objects.link(ob)
     return ob
 

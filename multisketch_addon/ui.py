@@ -187,6 +187,8 @@ class MULTISKETCH_PT_animate(_SketchPanel):
         sketch = active_sketch(context)
         if not running and writeback.has_result(sketch):
             layout.operator(MULTISKETCH_OT_clear_animation.bl_idname, icon="TRASH")
+        if not running:
+            _operator(layout, "multisketch.apply_job", text="Apply Job Folder...", icon="FILE_FOLDER")
 
 
 CLASSES = (MULTISKETCH_OT_clear_animation, MULTISKETCH_PT_sketch, MULTISKETCH_PT_objects, MULTISKETCH_PT_animate)

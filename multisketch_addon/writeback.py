@@ -107,16 +107,17 @@ def _rest_location(source: bpy.types.Object) -> tuple[int, int]:
 def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, exported: ExportedJob) -> _ObjectPlan:
     """Check that the scene still holds what the job was exported from, and where each point goes."""
     link = exported.objects.get(name)
-    source = bpy.data.objects.get(link.gp_object) if link else None
+    found = scene_model.find_by_identity(bpy.data.objects, link.gp_object_id, link.gp_object) if link else None
+    source = found if isinstance(found, bpy.types.Object) else None
     if source is None or source.type != "GREASEPENCIL" or scene_model.sketch_of(source) != sketch:
         raise errors.UserError(
-            f"object {name!r} of the result is no longer in sketch {sketch.name!r} (renamed or deleted "
-            "during the run?): animate again"
+            f"object {name!r} of the result is no longer in sketch {sketch.name!r} (deleted or moved to "
+            "another sketch?): animate again"
         )
     gp_strokes: list[int] = []  # a <path> with several sub-paths became consecutive GP strokes
     for engine_stroke, subpaths in zip(result["strokes"], result["frames"][0]["points"], strict=True):
         object_name, first = exported.strokes[engine_stroke]
-        if object_name != source.name:
+        if object_name != link.gp_object:  # the job folder contradicts itself
             raise errors.UserError(f"stroke {engine_stroke} of {name!r} is not in {source.name!r}: animate again")
         gp_strokes.extend(first + k for k in range(len(subpaths)))
     layer_index, frame_number = _rest_location(source)

@@ -15,7 +15,7 @@ import bpy
 import pytest
 
 from tests.addon.conftest import ADDON_PACKAGE, addon_module, engine_python
-from tests.addon.test_writeback import drawings_of, result_objects, transform_curves, worst_error
+from tests.addon.test_writeback import drawings_of, result_objects, source_name, transform_curves, worst_error
 from tests.conftest import MULTIOBJECT
 
 job_export = addon_module("job_export")
@@ -52,7 +52,7 @@ def _check_shows_job(sketch: bpy.types.Collection, job_dir: Path) -> None:
     moving = [name for name, obj in result["objects"].items() if not obj["static"]]
     keyed = writeback.scene_frames(bpy.context.scene, result["frames"], result["fps"])
     shown_by = result_objects()
-    assert sorted(shown_by) == sorted(exported.objects[name].gp_object for name in moving)
+    assert sorted(shown_by) == sorted(source_name(exported, name) for name in moving)
     (collection,) = [c for c in sketch.children if c.get("multisketch_result")]
     assert set(collection.objects) == set(shown_by.values())
     for result_object in shown_by.values():
@@ -79,6 +79,26 @@ def test_animate_keys_the_engines_result_and_a_second_run_replaces_it(
     _check_shows_job(sketch, second)
     assert drawings_of(sketch) == drawn
     assert len(bpy.data.actions) == len(result_objects())
+
+
+def test_renaming_the_sketch_mid_run_keeps_the_result_and_a_job_folder_applies_later(
+    sketch: bpy.types.Collection, tmp_path: Path
+) -> None:
+    animate = addon_module("animate")
+    job = animate.start_job(bpy.context)
+    sketch.name = "renamed"  # while the engine runs, as a user may
+    first = scene_model.drawing_object(scene_model.object_collections(sketch)[0])
+    first.name = "renamed object"
+    level, message = job.conclude(bpy.context, job.wait(bpy.context))
+    assert level == "INFO" and "'renamed'" in message
+    (job_dir,) = _finished_jobs(tmp_path)
+    _check_shows_job(sketch, job_dir)
+
+    assert bpy.ops.multisketch.clear_animation() == {"FINISHED"} and not result_objects()
+    assert bpy.ops.multisketch.apply_job(directory=str(job_dir)) == {"FINISHED"}
+    _check_shows_job(sketch, job_dir)
+    with pytest.raises(RuntimeError, match="not a job folder"):
+        bpy.ops.multisketch.apply_job(directory=str(tmp_path))
 
 
 class _Layout:

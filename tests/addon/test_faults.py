@@ -259,6 +259,7 @@ def test_engine_killed_mid_run_gives_clear_error_and_loses_nothing(sketch: bpy.t
     assert not bpy.context.window_manager.multisketch_job.running
 
     (kept,) = _jobs(tmp_path)
+    sketch.name = "renamed sketch"  # the job folder still carries the old name
     again = animate.start_job(bpy.context)  # the same settings continue after the finished first stage
     try:
         assert again.resumed and again.exported.job_dir == kept
@@ -270,7 +271,7 @@ def test_engine_killed_mid_run_gives_clear_error_and_loses_nothing(sketch: bpy.t
 def _endless_engine(tmp_path: Path) -> Path:
     """An interpreter that runs forever: an engine that never ends."""
     script = tmp_path / "endless-python"
-    script.write_text('#!/bin/sh\nexec sleep 600\n')
+    script.write_text("#!/bin/sh\nexec sleep 600\n")
     script.chmod(0o755)
     return script
 

@@ -25,6 +25,7 @@ from . import scene_model
 
 BACKGROUND = "__background__"
 SUGGESTED_NAME = "object"
+NOTHING_SELECTED = "No strokes selected: select the object's strokes in Edit Mode first"
 # Tuned on the shared multi-object set (scripts/bench_grouping.py), the same for every sketch.
 GAP_SCALE = 1 / 32  # edge weight exp(-gap / (GAP_SCALE * canvas size))
 RESOLUTION = 0.5  # Louvain resolution: lower gives fewer, larger groups
@@ -277,12 +278,28 @@ class _SketchOperator(bpy.types.Operator):
         raise NotImplementedError
 
 
+class _SelectionOperator(_SketchOperator):
+    """A grouping step on the selected strokes: greyed out, saying why, while there are none."""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        try:
+            sketch = current_sketch(context)
+        except GroupingError as exc:
+            cls.poll_message_set(str(exc))
+            return False
+        if not selected_strokes(context, sketch):
+            cls.poll_message_set(NOTHING_SELECTED)
+            return False
+        return True
+
+
 def _move_into(selection: dict[bpy.types.Object, list[int]], target: bpy.types.Object) -> str:
     moved = move_selection(selection, target)
     return f"Moved {moved} stroke{'s' * (moved != 1)} into '{target.users_collection[0].name}'"
 
 
-class MULTISKETCH_OT_new_object(_SketchOperator):
+class MULTISKETCH_OT_new_object(_SelectionOperator):
     """Move the selected strokes into a new object (a collection of the sketch)"""
 
     bl_idname = "multisketch.new_object"
@@ -293,9 +310,7 @@ class MULTISKETCH_OT_new_object(_SketchOperator):
 
     def regroup(self, context: bpy.types.Context) -> str:
         sketch = current_sketch(context)
-        selection = selected_strokes(context, sketch)
-        if not selection:
-            raise GroupingError("No strokes selected: select the object's strokes in Edit Mode first")
+        selection = selected_strokes(context, sketch)  # never empty: see the poll
         return _move_into(selection, new_object(sketch, self.name, next(iter(selection))))
 
 
@@ -314,7 +329,7 @@ def _target_items(_self: bpy.types.Operator, context: bpy.types.Context) -> list
 _ITEMS_CACHE: list[tuple[str, str, str]] = [(BACKGROUND, "Background", "Strokes that belong to no object")]
 
 
-class MULTISKETCH_OT_assign_to_object(_SketchOperator):
+class MULTISKETCH_OT_assign_to_object(_SelectionOperator):
     """Move the selected strokes into an existing object, or back to the background"""
 
     bl_idname = "multisketch.assign_to_object"
@@ -330,9 +345,7 @@ class MULTISKETCH_OT_assign_to_object(_SketchOperator):
 
     def regroup(self, context: bpy.types.Context) -> str:
         sketch = current_sketch(context)
-        selection = selected_strokes(context, sketch)
-        if not selection:
-            raise GroupingError("No strokes selected: select strokes in Edit Mode first")
+        selection = selected_strokes(context, sketch)  # never empty: see the poll
         if self.target == BACKGROUND:
             return _move_into(selection, background(sketch))
         collection = next((c for c in scene_model.object_collections(sketch) if c.name == self.target), None)

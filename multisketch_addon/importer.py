@@ -224,8 +224,16 @@ class MULTISKETCH_OT_import_svg(bpy.types.Operator):
     )
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        if self.filepath:  # dropped onto the viewport: only the stroke table is left to choose
+            return set(context.window_manager.invoke_props_dialog(self, width=500))
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
+
+    def draw(self, _context: bpy.types.Context) -> None:
+        """The stroke table's path on a line of its own: beside its label it was too narrow to read."""
+        layout = self.layout
+        layout.label(text="Objects File (optional stroke table)")
+        layout.prop(self, "objects_file", text="")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
@@ -239,4 +247,30 @@ class MULTISKETCH_OT_import_svg(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (MULTISKETCH_OT_import_svg,)
+class MULTISKETCH_FH_svg(bpy.types.FileHandler):
+    """An SVG dropped onto a 3D Viewport imports as a sketch."""
+
+    bl_idname = "MULTISKETCH_FH_svg"
+    bl_label = "MultiSketch Sketch"
+    bl_import_operator = MULTISKETCH_OT_import_svg.bl_idname
+    bl_file_extensions = ".svg"
+
+    @classmethod
+    def poll_drop(cls, context: bpy.types.Context) -> bool:
+        return context.area is not None and context.area.type == "VIEW_3D"
+
+
+def _import_menu_entry(menu: bpy.types.Menu, _context: bpy.types.Context) -> None:
+    menu.layout.operator(MULTISKETCH_OT_import_svg.bl_idname, text="MultiSketch Sketch (.svg)")
+
+
+CLASSES = (MULTISKETCH_OT_import_svg, MULTISKETCH_FH_svg)
+
+
+# The stubs type menu entries as taking the context alone; Blender passes the menu too.
+def register() -> None:
+    bpy.types.TOPBAR_MT_file_import.append(_import_menu_entry)  # type: ignore[arg-type]
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_import.remove(_import_menu_entry)  # type: ignore[arg-type]

@@ -152,6 +152,8 @@ def test_in_edit_mode_only_the_edited_objects_selection_counts(imported_sketch) 
 
 def test_grouping_without_a_selection_or_a_sketch_says_what_to_do(empty_scene, imported_sketch) -> None:
     _deselect_everything(imported_sketch)
+    # Greyed out in the sidebar, saying why (Blender shows the poll message as the button's tooltip).
+    assert not bpy.ops.multisketch.new_object.poll() and not bpy.ops.multisketch.assign_to_object.poll()
     with pytest.raises(RuntimeError, match="No strokes selected"):
         bpy.ops.multisketch.new_object(name="nothing")
     with pytest.raises(RuntimeError, match="not an object of the sketch"):

@@ -7,6 +7,7 @@ add-on's own SVG reader.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -203,3 +204,21 @@ def test_bad_input_is_reported_and_leaves_nothing_behind(case: str, empty_scene,
     after = {kind: set(getattr(bpy.data, kind)) for kind in before}
     assert after == before
     assert not scene_model.sketch_collections(empty_scene)
+
+
+def test_file_import_menu_and_dropping_an_svg_on_the_viewport_reach_the_importer(empty_scene) -> None:
+    ours = [draw for draw in bpy.types.TOPBAR_MT_file_import.draw._draw_funcs if draw.__module__ == importer.__name__]
+    assert len(ours) == 1
+    drawn: list = []
+    ours[0](
+        SimpleNamespace(layout=SimpleNamespace(operator=lambda idname, **options: drawn.append((idname, options)))),
+        bpy.context,
+    )
+    assert drawn == [("multisketch.import_svg", {"text": "MultiSketch Sketch (.svg)"})]
+
+    handler = bpy.types.MULTISKETCH_FH_svg
+    assert handler.bl_import_operator == "multisketch.import_svg" and ".svg" in handler.bl_file_extensions
+    areas = {area.type: area for area in bpy.context.window.screen.areas}
+    for kind, accepted in (("VIEW_3D", True), ("PROPERTIES", False)):
+        with bpy.context.temp_override(area=areas[kind]):
+            assert handler.poll_drop(bpy.context) is accepted

@@ -77,7 +77,7 @@ class AnimationJob:
             level, message = self._apply(context)
         elif outcome.bad_interpreter and not self.resumed:  # nothing was computed: no folder to keep
             shutil.rmtree(self.exported.job_dir, ignore_errors=True)
-        state.message = message
+        state.message = message.replace(str(self.exported.job_dir), self.exported.job_dir.name)  # fits the sidebar
         _redraw_sidebars(context)
         return level, message
 
@@ -334,11 +334,28 @@ def _stop_before_load(*_args: object) -> None:
 CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel, MULTISKETCH_OT_apply_job)
 
 
+@bpy.app.handlers.persistent
+def _forget_status(*_args: object) -> None:
+    """After Undo or Redo the last job's status line ("Animated ...") may no longer be true."""
+    state = getattr(bpy.context.window_manager, "multisketch_job", None)
+    if state is not None and not state.running:
+        state.message = ""
+
+
+_HANDLERS = (
+    (bpy.app.handlers.load_pre, _stop_before_load),
+    (bpy.app.handlers.undo_post, _forget_status),
+    (bpy.app.handlers.redo_post, _forget_status),
+)
+
+
 def register() -> None:
-    bpy.app.handlers.load_pre.append(_stop_before_load)
+    for handlers, handler in _HANDLERS:
+        handlers.append(handler)
 
 
 def unregister() -> None:
-    if _stop_before_load in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.remove(_stop_before_load)
+    for handlers, handler in _HANDLERS:
+        if handler in handlers:
+            handlers.remove(handler)
     _stop_before_load()

@@ -135,6 +135,7 @@ def _build_sketch(
         ob[scene_model.SOURCE_STROKES_KEY] = [s.source for s in mine]
         made.append(ob)
 
+    context.view_layer.update()  # the view layer learns of the new objects: only then can they be selected
     for ob in context.view_layer.objects:
         ob.select_set(ob in made)
     context.view_layer.objects.active = made[0]
@@ -242,9 +243,20 @@ class MULTISKETCH_OT_import_svg(bpy.types.Operator):
             message = str(exc)
             self.report({"ERROR"}, message[:1].upper() + message[1:])
             return {"CANCELLED"}
+        _frame_views(context)
         count = len(scene_model.object_collections(sketch))
         self.report({"INFO"}, f"Imported '{sketch.name}' with {count} object{'s' * (count != 1)}")
         return {"FINISHED"}
+
+
+def _frame_views(context: bpy.types.Context) -> None:
+    """Zoom the window's 3D Viewports onto the imported sketch (selected), as one expects after an import."""
+    window = context.window
+    for area in window.screen.areas if window is not None else ():
+        region = next((r for r in area.regions if r.type == "WINDOW"), None)
+        if area.type == "VIEW_3D" and region is not None:
+            with context.temp_override(window=window, area=area, region=region):
+                bpy.ops.view3d.view_selected()
 
 
 class MULTISKETCH_FH_svg(bpy.types.FileHandler):

@@ -60,7 +60,7 @@ def _stroke_count(gp_object: bpy.types.Object | None) -> int:
 
 def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> None:
     stage = job.stage or "starting"
-    step = f"  step {job.step}/{job.steps}" if job.steps else ""
+    step = f"  step {job.step}/{job.steps}" if job.steps and job.step else ""  # a resumed job starts past 0
     eta = f"  {job.eta} left" if job.eta else ""
     row = layout.row(align=True)
     row.progress(factor=job.progress, type="BAR", text=f"{stage}{step}{eta}")

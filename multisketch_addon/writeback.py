@@ -266,6 +266,15 @@ def clear_result(sketch: bpy.types.Collection) -> None:
         bpy.data.collections.remove(collection)
 
 
+def _scene_of(sketch: bpy.types.Collection, current: bpy.types.Scene) -> bpy.types.Scene:
+    """The scene that shows the sketch, the current one when it does: a job may end after the user has
+    switched scenes, and the keys must follow the sketch's scene's frame rate and range."""
+    for scene in (current, *bpy.data.scenes):
+        if sketch in scene.collection.children_recursive:
+            return scene
+    return current
+
+
 def apply_result(context: bpy.types.Context, sketch: bpy.types.Collection, exported: ExportedJob) -> None:
     """Replace the sketch's previous result with the one in the job folder (`result.json`).
 
@@ -280,7 +289,7 @@ def apply_result(context: bpy.types.Context, sketch: bpy.types.Collection, expor
     except ValueError as exc:
         raise errors.UserError(f"cannot read the result in {exported.job_dir}: {exc}") from None
     plans = [_plan_object(sketch, name, obj, exported) for name, obj in result["objects"].items() if not obj["static"]]
-    scene = context.scene
+    scene = _scene_of(sketch, context.scene)
     numbers = scene_frames(scene, result["frames"], result["fps"])
     # Below 8 fps several engine frames fall on one scene frame: the first of them is kept.
     keep = [f for f, number in enumerate(numbers) if f == 0 or number != numbers[f - 1]]
@@ -300,4 +309,4 @@ def apply_result(context: bpy.types.Context, sketch: bpy.types.Collection, expor
         raise
     scene_fps = scene.render.fps / scene.render.fps_base
     last_shown = numbers[-1] + max(1, round(scene_fps / result["fps"])) - 1
-    scene.frame_end = max(scene.frame_end, last_shown)
+    scene.frame_end = last_shown  # the timeline plays the result, and only it

@@ -222,6 +222,9 @@ def test_cancel_stops_the_engine_within_2s_and_keeps_scene_and_job(sketch: bpy.t
     assert time.monotonic() - cancelled_at < 2.0 and _group_is_gone(job.process.pid)
     level, message = job.conclude(bpy.context, outcome)
     assert (outcome.status, level) == ("cancelled", "WARNING") and "Cancelled" in message
+    shown = bpy.context.window_manager.multisketch_job.message  # the sidebar's line: the folder's name only
+    assert str(job.exported.job_dir) in message and str(job.exported.job_dir) not in shown
+    assert job.exported.job_dir.name in shown
     assert _scene_state() == before and animate.running_job() is None
     assert not bpy.context.window_manager.multisketch_job.running
     assert _jobs(tmp_path) == [job.exported.job_dir] and (job.exported.job_dir / "job.json").is_file()

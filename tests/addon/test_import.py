@@ -151,6 +151,17 @@ def test_g_id_groups_become_objects_and_every_curve_maps_back_exactly(empty_scen
     assert np.abs(rect[0::3] - [[5, 5], [25, 5], [25, 15], [5, 15], [5, 5]]).max() < TOLERANCE_PX
 
 
+def test_import_selects_the_sketch_and_frames_the_3d_view_on_it(empty_scene) -> None:
+    (view,) = [a.spaces.active.region_3d for a in bpy.context.window.screen.areas if a.type == "VIEW_3D"]
+    view.view_location, view.view_distance = (30.0, 30.0, 30.0), 100.0
+    folder = REPO / "examples" / "dog_and_ball"
+    assert bpy.ops.multisketch.import_svg(filepath=str(folder / "sketch.svg")) == {"FINISHED"}
+    assert np.abs(np.array(view.view_location)).max() < importer.CANVAS_SIZE_M / 2  # on the sketch
+    assert view.view_distance < 3 * importer.CANVAS_SIZE_M  # and close enough to see its strokes
+    (sketch,) = scene_model.sketch_collections(empty_scene)
+    assert set(bpy.context.selected_objects) == set(scene_model.drawing_objects(sketch))  # selected, to edit
+
+
 def test_import_leaves_the_rest_of_the_scene_and_the_active_collection_alone(empty_scene) -> None:
     mine = bpy.data.collections.new("My stuff")
     empty_scene.collection.children.link(mine)

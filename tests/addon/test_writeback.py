@@ -185,7 +185,7 @@ def test_frames_between_keys_hold_the_previous_engine_frame(sketch: bpy.types.Co
     assert keyed[:3] == [1, 4, 7]  # 24 fps scene, 8 fps animation
     between = [keyed[f] + 1 for f in (0, 5, FRAMES - 1)] + [keyed[-1] + 2]
     assert worst_error(exported, result, between, [0, 5, FRAMES - 1, FRAMES - 1]) < TOLERANCE_PX
-    assert bpy.context.scene.frame_end >= keyed[-1] + 2
+    assert bpy.context.scene.frame_end == keyed[-1] + 2  # the timeline plays the result to its last frame
 
 
 def test_other_frame_rates_and_start_frames_place_keys_at_8_fps(sketch: bpy.types.Collection, tmp_path: Path) -> None:
@@ -200,6 +200,22 @@ def test_other_frame_rates_and_start_frames_place_keys_at_8_fps(sketch: bpy.type
         assert sorted(frame.frame_number for frame in result_object.data.layers[0].frames) == expected
     assert worst_error(exported, result, expected, list(range(FRAMES))) < TOLERANCE_PX
     assert scene.frame_end >= expected[-1]
+
+
+def test_keys_follow_the_sketchs_scene_when_another_is_current(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    own = bpy.context.scene
+    exported = _export(sketch, tmp_path / "job")
+    result = _write_result(exported, seed=5)
+    other = bpy.data.scenes.new("elsewhere")
+    other.render.fps, other.frame_end = 60, 250
+    bpy.context.window.scene = other  # the user switched scenes while the job ran
+    writeback.apply_result(bpy.context, sketch, exported)
+    keyed = writeback.scene_frames(own, FRAMES, 8)  # at the sketch's scene's 24 fps
+    for result_object in result_objects().values():
+        assert sorted(frame.frame_number for frame in result_object.data.layers[0].frames) == keyed
+    assert own.frame_end == keyed[-1] + 2 and other.frame_end == 250
+    bpy.context.window.scene = own
+    assert worst_error(exported, result, keyed, list(range(FRAMES))) < TOLERANCE_PX
 
 
 def test_global_motion_is_on_editable_transform_fcurves(sketch: bpy.types.Collection, tmp_path: Path) -> None:
@@ -309,7 +325,10 @@ def test_undo_takes_the_whole_result_back(sketch: bpy.types.Collection, tmp_path
     writeback.apply_result(bpy.context, sketch, exported)
     bpy.ops.ed.undo_push(message="animate")
     assert result_objects()
+    status = bpy.context.window_manager.multisketch_job
+    status.message = f"Animated '{sketch_name}' (24 frames)"
     bpy.ops.ed.undo()
+    assert status.message == ""  # the status line no longer claims an animation that is gone
     sketch = bpy.data.collections[sketch_name]
     assert sorted(ob.name for ob in bpy.data.objects) == objects_before
     assert not writeback.has_result(sketch) and len(bpy.data.actions) == 0

@@ -31,6 +31,12 @@ DEVICE_ITEMS = (
 
 ENV_FOLDER = "engine-env"
 PIP_TAIL_LINES = 12
+# Why the environment cannot be made while Blender may not go online: one report line was cut off.
+OFFLINE_LINES = (
+    "Blender may not go online, and pip must download the engine's packages:",
+    "allow it in Preferences > System > Network (Allow Online Access),",
+    "or make the environment by hand (README: The engine's Python environment).",
+)
 
 
 class MultiSketchPreferences(bpy.types.AddonPreferences):
@@ -64,6 +70,10 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.prop(self, "python_path")
         layout.operator(MULTISKETCH_OT_create_engine_env.bl_idname, icon="IMPORT")
+        if not bpy.app.online_access:  # why the button is greyed out, on lines short enough to read
+            column = layout.column(align=True)
+            for number, line in enumerate(OFFLINE_LINES):
+                column.label(text=line, icon="ERROR" if number == 0 else "BLANK1")
         layout.prop(self, "model")
         layout.label(text="ModelScope's weights are licensed CC-BY-NC-4.0 (non-commercial use).", icon="INFO")
         layout.prop(self, "device")
@@ -165,17 +175,17 @@ class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
         subtype="FILE_PATH",
     )
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not bpy.app.online_access:
+            cls.poll_message_set(" ".join(OFFLINE_LINES))
+            return False
+        return True
+
     def _begin(self, context: bpy.types.Context) -> bool:
         requirements = Path(self.requirements) if self.requirements else engine_root() / "requirements" / "engine.txt"
         if not requirements.is_file():
             self.report({"ERROR"}, f"The engine's requirements file {requirements} is missing; reinstall the add-on")
-            return False
-        if not bpy.app.online_access:
-            self.report(
-                {"ERROR"},
-                "Blender may not go online, and pip must download the engine's packages: allow it in Preferences > "
-                "System > Network (Allow Online Access), or make the environment by hand",
-            )
             return False
         self._env_dir = cache_folder(context) / ENV_FOLDER
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
 import pytest
@@ -82,6 +83,24 @@ def test_unusable_base_python_is_named(prefs, tmp_path: Path) -> None:
 def test_offline_blender_is_told_how_to_allow_the_download(prefs, tmp_path: Path) -> None:
     prefs.cache_dir = str(tmp_path / "cache")
     bpy.context.preferences.system.use_online_access = False
+    assert not bpy.ops.multisketch.create_engine_env.poll()  # greyed out, its tooltip says why
     with pytest.raises(RuntimeError, match="Allow Online Access"):
         bpy.ops.multisketch.create_engine_env()
     assert not (tmp_path / "cache").exists()
+    labels: list[str] = []
+
+    class Layout:  # records what the preferences draw
+        def column(self, **_options) -> Layout:
+            return self
+
+        def label(self, text: str = "", **_options) -> None:
+            labels.append(text)
+
+        def prop(self, *_args, **_options) -> None:
+            pass
+
+        operator = prop
+
+    preferences.MultiSketchPreferences.draw(SimpleNamespace(layout=Layout()), bpy.context)
+    explained = [line for line in labels if line in preferences.OFFLINE_LINES]
+    assert len(explained) == 3 and all(len(line) < 80 for line in explained)  # several short lines, not one cut off

@@ -26,6 +26,9 @@ from .contract import engine_root, protocol
 
 # How long a cancelled engine may take to stop on its own before it is killed.
 CANCEL_GRACE_S = 1.5
+# How long quitting Blender, loading a file or a script's interruption waits for the engine to write
+# its stop checkpoint before it is killed (it stops after the step it is on).
+STOP_GRACE_S = 10.0
 # How long processes the engine started may keep its output open after it has exited.
 ORPHAN_GRACE_S = 1.0
 STDERR_TAIL_LINES = 40
@@ -163,8 +166,11 @@ class EngineProcess:
         self._kill_deadline = time.monotonic() + CANCEL_GRACE_S
         _signal_group(self._process, hard=False)
 
-    def stop(self, timeout: float = CANCEL_GRACE_S) -> None:
-        """Cancel and wait until the process is gone (for shutdown paths that cannot wait for a timer)."""
+    def stop(self, timeout: float = STOP_GRACE_S) -> None:
+        """Cancel and wait until the process is gone (for shutdown paths that cannot wait for a timer).
+
+        It gets `timeout` to stop on its own, with its checkpoint, before it is killed.
+        """
         self.cancel()
         try:
             self._process.wait(timeout=timeout)

@@ -314,3 +314,24 @@ def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
     lines = [line for line in done.stdout.splitlines() if line.startswith("ENGINE ")]
     assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
     assert _group_is_gone(int(lines[-1].split()[1]))
+
+
+@needs_shared_sketches
+def test_quitting_blender_leaves_the_engine_time_for_its_stop_checkpoint(tmp_path: Path) -> None:
+    # An engine that needs 3 s after the stop signal to finish its step and write its checkpoint.
+    checkpoint = tmp_path / "stop-checkpoint"
+    engine = _script(
+        tmp_path, "careful-python", f"trap 'sleep 3; touch {checkpoint}; exit 3' TERM\nwhile :; do sleep 0.1; done"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", QUIT_WHILE_RUNNING, str(REPO), str(engine), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user")},
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ENGINE ")]
+    assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
+    assert checkpoint.exists(), "the engine was killed before it wrote its stop checkpoint"
+    assert _group_is_gone(int(lines[-1].split()[1])) and time.monotonic() - started < 60

@@ -99,7 +99,7 @@ class EngineProcess:
             self._process = subprocess.Popen(
                 command,
                 cwd=str(engine_root()),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # never written: its end tells the engine that Blender is gone
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -199,6 +199,8 @@ class EngineProcess:
         self.poll()
         self._outcome = self._conclude(code)
         self._stderr_log.close()
+        if self._process.stdin is not None:
+            self._process.stdin.close()
         _LIVE.discard(self)
         return self._outcome
 

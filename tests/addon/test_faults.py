@@ -335,3 +335,33 @@ def test_quitting_blender_leaves_the_engine_time_for_its_stop_checkpoint(tmp_pat
     assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
     assert checkpoint.exists(), "the engine was killed before it wrote its stop checkpoint"
     assert _group_is_gone(int(lines[-1].split()[1])) and time.monotonic() - started < 60
+
+
+CRASH_WHILE_RUNNING = (
+    QUIT_WHILE_RUNNING
+    + """
+import os, signal, time
+time.sleep(1.5)
+print("EOF WHILE RUNNING", os.path.exists(sys.argv[4]), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+)  # ...and Blender crashes
+
+
+@needs_shared_sketches
+def test_a_crashing_blender_closes_the_engines_input(tmp_path: Path) -> None:
+    # An engine that reads its standard input and stops at its end, as the engine can to not run on orphaned.
+    noticed = tmp_path / "parent-gone"
+    engine = _script(tmp_path, "watching-python", f"cat >/dev/null\ntouch {noticed}")
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_WHILE_RUNNING, str(REPO), str(engine), str(tmp_path / "cache"), str(noticed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user")},
+    )
+    assert crashed.returncode == -signal.SIGKILL and "EOF WHILE RUNNING False" in crashed.stdout, crashed.stderr[-2000:]
+    deadline = time.monotonic() + 10
+    while not noticed.exists():
+        assert time.monotonic() < deadline, "the engine never saw that Blender is gone"
+        time.sleep(0.1)

@@ -39,14 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--prior", choices=protocol.PRIORS, default="modelscope")
     animate.add_argument("--model", default=protocol.DEFAULT_MODEL, help="hub id or local folder of the model")
     animate.add_argument("--target-plan", type=Path, help="motion plan for the target prior (trajectories.tsv)")
-    animate.add_argument("--frames", type=int, default=24)
-    animate.add_argument("--steps", type=int, default=1000, help="iterations per stage")
-    animate.add_argument("--size", type=int, default=256, help="render size in pixels")
+    animate.add_argument("--frames", type=int, help="frames of the animation (default 24; toy prior: its own)")
+    animate.add_argument("--steps", type=int, help="iterations per stage (default 1000; toy prior: its own)")
+    animate.add_argument("--size", type=int, help="render size in pixels (default 256; toy prior: its own)")
     animate.add_argument("--device", choices=protocol.DEVICES, default="auto")
     animate.add_argument("--seed", type=int, default=0)
     animate.add_argument("--guidance-local", type=float, default=30.0)
     animate.add_argument("--guidance-global", type=float, default=10.0)
     animate.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    animate.add_argument(
+        "--schedule", choices=protocol.SCHEDULES, default="auto", help="which stages run (docs/job-format.md)"
+    )
+    animate.add_argument(
+        "--head-gain", action="append", default=[], metavar="HEAD=GAIN", help="a global motion head's gain"
+    )
+    animate.add_argument(
+        "--local-affine", choices=protocol.LOCAL_AFFINE, default="remove", help="may local offsets carry rigid motion"
+    )
+    animate.add_argument("--joint-global", action="store_true", help="the joint stage trains global motion too")
     animate.add_argument("--resume", action="store_true", help="continue the interrupted job in --out")
     _add_progress(animate)
 
@@ -112,13 +122,25 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
         if name not in by_name:
             raise UserError(f"--static {name!r}: no such object (objects: {', '.join(by_name)})")
         by_name[name].static = True
+    gains = dict(protocol.HEAD_GAINS)
+    for item in args.head_gain:
+        head, equals, value = item.partition("=")
+        try:
+            gains[head] = float(value) if equals and head in gains else None
+        except ValueError:
+            gains[head] = None
+        if gains[head] is None:
+            raise UserError(
+                f"--head-gain {item!r}: expected HEAD=GAIN with HEAD one of {', '.join(protocol.HEAD_GAINS)}"
+            )
+    sizes = _run_sizes(args)
     spec = JobSpec(
         sketch=str(args.sketch),
         prompt=args.prompt,
         objects=objects,
-        frames=args.frames,
-        steps=args.steps,
-        size=args.size,
+        frames=sizes["frames"],
+        steps=sizes["steps"],
+        size=sizes["size"],
         seed=args.seed,
         prior=args.prior,
         model=args.model,
@@ -127,6 +149,10 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
         guidance_local=args.guidance_local,
         guidance_global=args.guidance_global,
         checkpoint_every=args.checkpoint_every,
+        schedule=args.schedule,
+        head_gains=gains,
+        local_affine=args.local_affine,
+        joint_global=args.joint_global,
     )
     spec.validate()
     if not spec.moving_objects():
@@ -136,6 +162,18 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
 
         read_trajectories(args.target_plan)
     return spec
+
+
+def _run_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """frames, steps and size: the flags where given, else the toy model's own or the job spec's defaults."""
+    if args.prior == "toy":
+        from .priors.toy import trained_settings
+
+        defaults = trained_settings()
+    else:
+        fields = JobSpec.__dataclass_fields__
+        defaults = {key: fields[key].default for key in ("frames", "steps", "size")}
+    return {key: defaults[key] if getattr(args, key) is None else getattr(args, key) for key in defaults}
 
 
 def _animate(args: argparse.Namespace, reporter: ProgressReporter, stop_requested: list[bool]) -> int:
@@ -212,7 +250,7 @@ def _optimize(
     prior = load_prior(spec, sketch, device)
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")
-    stages = plan_stages(spec)
+    stages = plan_stages(spec, len(sketch.strokes))
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
     optimization = Optimization(
         spec, sketch, prior, device, folder.checkpoints, emit=reporter.event, should_stop=lambda: stop_requested[0]

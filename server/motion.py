@@ -7,9 +7,10 @@ an offset. Live-Sketch's flatten-everything MLP instead grows with frames x poin
 16 strokes). Its defects are not carried over: the scale has its own head, there is no unused embedding,
 and there is no dropout (dropout would make a resumed run differ from an uninterrupted one).
 
-Two departures make the split into global and local motion meaningful: the local offsets carry no affine part
-(that is the global predictor's job, and the part a user edits as transform keyframes), and the global heads
-are amplified so that the global motion can actually travel at Live-Sketch's tiny global learning rate.
+Two settings of the job shape the split into global and local motion: whether the local offsets may carry an
+affine part (without it, rigid motion is the global predictor's alone, the part a user edits as transform
+keyframes), and how much the global heads are amplified so that the global motion can travel at Live-Sketch's
+tiny global learning rate.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .protocol import HEAD_GAINS
 
 WIDTH = 128
 FREQUENCY_BANDS = 6
@@ -30,19 +33,15 @@ SHEAR_SCALE = 0.1
 SCALE_SCALE = 0.05
 
 # The global learning rate is tiny (1e-4). With it, Adam moves each weight by about 0.02 over a few hundred
-# steps, which at the scales above moves an object by a pixel or two. The heads' last layers are therefore
-# amplified: same output at initialisation, `gain` times faster under Adam. Adam's step has a fixed size only
-# while the gradient keeps its sign, so the gain speeds up a consistent pull (translation: up to ~3 px per step)
-# far more than noise. Translation gets the most, so that an object can cross half the canvas within a few
-# hundred steps. Rotation, shear and scale get less: the local offsets of a many-part object can undo them
-# stroke by stroke, and with large gains they drift along such trade-offs (a still object shrinking or turning
-# inside out while its strokes move back); at these gains they do not.
-HEAD_GAINS = {"translation": 600.0, "rotation": 10.0, "shear": 10.0, "scale": 20.0}
+# steps, which at the scales above moves an object by a pixel or two. The heads' last layers can therefore be
+# amplified (the job's `head_gains`, defaults in server/protocol.py): same output at initialisation, `gain` times
+# faster under Adam. Adam's step has a fixed size only while the gradient keeps its sign, so a gain speeds up a
+# consistent pull far more than noise, but it speeds up noise too: SDS gradients are mostly noise.
 
-# The local offsets lose their affine part (their least-squares fit by a + B (p - c)), which belongs to the global
-# predictor. Otherwise the two predictors can trade motion back and forth unseen, e.g. an object translated by
-# 20 px globally and by -20 px locally, which makes no sense in a hand-editable result. The ridge keeps the fit
-# defined for an object whose points all lie on one line.
+# With `remove_local_affine` the local offsets lose their affine part (their least-squares fit by a + B (p - c)),
+# which then belongs to the global predictor alone. Otherwise the two predictors can trade motion back and forth
+# unseen, e.g. an object translated by 20 px globally and by -20 px locally, which makes no sense in a
+# hand-editable result. The ridge keeps the fit defined for an object whose points all lie on one line.
 AFFINE_RIDGE = 1e-6
 
 
@@ -122,7 +121,7 @@ class LocalMotion(nn.Module):
 class GlobalMotion(nn.Module):
     """Per-frame affine parameters from the frame's code and a code of the whole object (mean over its points)."""
 
-    def __init__(self, frames: int, in_features: int, width: int = WIDTH) -> None:
+    def __init__(self, frames: int, in_features: int, gains: dict[str, float], width: int = WIDTH) -> None:
         super().__init__()
         self.point_encoder = PointEncoder(in_features, width)
         self.frame_codes = nn.Parameter(sinusoidal_codes(frames, width))
@@ -131,11 +130,11 @@ class GlobalMotion(nn.Module):
             _block(width, width),
             _block(width, width),
             _block(width, width),
-            AmplifiedLinear(width, 2, HEAD_GAINS["translation"]),
+            AmplifiedLinear(width, 2, gains["translation"]),
         )
-        self.rotation = nn.Sequential(_block(width, width), AmplifiedLinear(width, 1, HEAD_GAINS["rotation"]))
-        self.shear = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, HEAD_GAINS["shear"]))
-        self.scale = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, HEAD_GAINS["scale"]))
+        self.rotation = nn.Sequential(_block(width, width), AmplifiedLinear(width, 1, gains["rotation"]))
+        self.shear = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, gains["shear"]))
+        self.scale = nn.Sequential(_block(width, width), AmplifiedLinear(width, 2, gains["scale"]))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (P, in_features) -> head outputs: translation (F, 2), rotation (F,), shear (F, 2), scale (F, 2)."""
@@ -162,8 +161,15 @@ class ObjectMotion(nn.Module):
     a pixel, rotations of a few thousandths of a radian), as in Live-Sketch.
     """
 
-    def __init__(self, rest_points: torch.Tensor, frames: int) -> None:
+    def __init__(
+        self,
+        rest_points: torch.Tensor,
+        frames: int,
+        gains: dict[str, float] = HEAD_GAINS,
+        remove_local_affine: bool = True,
+    ) -> None:
         super().__init__()
+        self.remove_local_affine = remove_local_affine
         rest_points = torch.as_tensor(rest_points, dtype=torch.float32)
         center = rest_points.mean(dim=0)
         relative = rest_points - center
@@ -177,7 +183,7 @@ class ObjectMotion(nn.Module):
         self.register_buffer("affine_basis", basis, persistent=False)
         self.register_buffer("affine_fit", torch.linalg.solve(gram, basis.T), persistent=False)
         self.local = LocalMotion(frames, features.shape[1])
-        self.global_motion = GlobalMotion(frames, features.shape[1])
+        self.global_motion = GlobalMotion(frames, features.shape[1], gains)
 
     def forward(self) -> Motion:
         translation, rotation, shear, scale = self.global_motion(self.features)
@@ -189,6 +195,10 @@ class ObjectMotion(nn.Module):
         relative = self.rest_points - self.center
         moved = torch.einsum("fij,pj->fpi", matrix, relative) + (self.center + translate)[:, None]
         offsets = self.local(self.features)
-        offsets = offsets - self.affine_basis @ (self.affine_fit @ offsets)
+        if self.remove_local_affine:
+            offsets = offsets - self.affine_basis @ (self.affine_fit @ offsets)
+        else:  # the offsets' common shift is global motion: shown as such, the points stay where they are
+            shift = offsets.mean(dim=1)
+            translate, moved, offsets = translate + shift, moved + shift[:, None], offsets - shift[:, None]
         points = moved + offsets
         return Motion(points=points, translate=translate, rotate=rotate, shear=shear, scale=scale, matrix=matrix)

@@ -18,8 +18,18 @@ from .errors import UserError
 PROTOCOL_VERSION = 1
 FPS = 8
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
-PRIORS = ("modelscope", "tiny", "target")
+PRIORS = ("modelscope", "tiny", "toy", "target")
 DEVICES = ("auto", "cpu", "cuda")
+# How the stages run: "auto" is the paper's (each moving object alone, then all together) but leaves out the joint
+# stage where one moving object has nothing else to meet (Live-Sketch's setting); "iterative" always has it;
+# "objects" has only the objects' own stages; "joint" only one stage of all objects together, global motion too.
+SCHEDULES = ("auto", "iterative", "objects", "joint")
+# Adam-speed multipliers of the global motion heads (see server/motion.py, AmplifiedLinear). Chosen with the learned
+# known-answer prior on procedural sketches (scripts/bench_sds.py, BENCHMARKS.md); Live-Sketch's are all 1.
+HEAD_GAINS = {"translation": 600.0, "rotation": 10.0, "shear": 10.0, "scale": 20.0}
+# "remove": local offsets lose their per-frame affine part while optimizing (all rigid motion is global);
+# "keep": they may carry it, and its translation is moved into the global motion when the result is written.
+LOCAL_AFFINE = ("remove", "keep")
 
 # File names inside a job folder.
 JOB_SPEC = "job.json"
@@ -65,6 +75,10 @@ class JobSpec:
     guidance_local: float = 30.0
     guidance_global: float = 10.0
     checkpoint_every: int = 100
+    schedule: str = "auto"
+    head_gains: dict[str, float] = field(default_factory=lambda: dict(HEAD_GAINS))
+    local_affine: str = "remove"
+    joint_global: bool = False
     version: int = PROTOCOL_VERSION
 
     def validate(self) -> None:
@@ -87,6 +101,17 @@ class JobSpec:
             raise UserError(f"unknown prior {self.prior!r}: use one of {', '.join(PRIORS)}")
         if self.prior == "target" and not self.target_plan:
             raise UserError("the target prior needs a motion plan: pass --target-plan trajectories.tsv")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
+        if self.local_affine not in LOCAL_AFFINE:
+            raise UserError(f"unknown local_affine {self.local_affine!r}: use one of {', '.join(LOCAL_AFFINE)}")
+        if not isinstance(self.joint_global, bool):
+            raise UserError(f"joint_global must be true or false (got {self.joint_global!r})")
+        if not isinstance(self.head_gains, dict) or set(self.head_gains) != set(HEAD_GAINS):
+            raise UserError(f"head_gains must give exactly {', '.join(HEAD_GAINS)} (got {self.head_gains!r})")
+        for head, gain in self.head_gains.items():
+            if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
+                raise UserError(f"head_gains[{head!r}] must be a finite number above 0 (got {gain!r})")
         for guidance in (self.guidance_local, self.guidance_global):
             if not math.isfinite(guidance) or guidance < 0:
                 raise UserError(f"guidance must be a finite number of 0 or more (got {guidance})")

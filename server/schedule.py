@@ -66,16 +66,23 @@ class Stage:
     train_global: bool
 
 
-def plan_stages(spec: JobSpec) -> list[Stage]:
-    """One stage per moving object (spec order), then the joint stage; none when nothing moves.
+def plan_stages(spec: JobSpec, stroke_count: int) -> list[Stage]:
+    """The stages `spec.schedule` asks for (server/protocol.py, SCHEDULES); none when nothing moves.
 
-    With a single moving object there are still two stages: the object alone, then the object among the static
-    objects and background strokes, with its global motion frozen.
+    By default: one stage per moving object (spec order), then the joint stage, with global motion frozen unless
+    `spec.joint_global`. A lone moving object with no other strokes to meet gets no joint stage: that is
+    Live-Sketch's setting, and the joint stage would only repeat its own stage.
     """
     moving = spec.moving_objects()
+    if not moving:
+        return []
+    names = [obj.name for obj in moving]
+    if spec.schedule == "joint":
+        return [Stage(JOINT_STAGE, names, spec.prompt, True)]
     stages = [Stage(f"object:{obj.name}", [obj.name], obj.prompt or spec.prompt, True) for obj in moving]
-    if moving:
-        stages.append(Stage(JOINT_STAGE, [obj.name for obj in moving], spec.prompt, False))
+    alone = len(moving) == 1 and len(moving[0].strokes) == stroke_count
+    if spec.schedule == "iterative" or (spec.schedule == "auto" and not alone):
+        stages.append(Stage(JOINT_STAGE, names, spec.prompt, spec.joint_global))
     return stages
 
 
@@ -170,7 +177,7 @@ class Optimization:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.emit = emit
         self.should_stop = should_stop
-        self.stages = plan_stages(spec)
+        self.stages = plan_stages(spec, len(sketch.strokes))
         self.layouts = {obj.name: ObjectLayout(sketch, obj, self.device) for obj in spec.objects}
         self.motion_units = MOTION_CANVAS / max(sketch.width, sketch.height)  # motion units per canvas px
         self.motions: dict[str, ObjectMotion] = {}
@@ -186,13 +193,16 @@ class Optimization:
         self.generator = torch.Generator()
         self._run_started = 0.0
         self._steps_this_run = 0
+        self.skipped_steps = 0  # passes whose gradient was not finite, this run
 
     def _new_motion(self, index: int, obj: ObjectSpec) -> ObjectMotion:
         """Networks initialised from (seed, object index) on the CPU: the same start on every device."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derived_seed(self.spec.seed, _INIT_SEED, index))
             rest_points = torch.from_numpy(self.layouts[obj.name].rest_points * self.motion_units).float()
-            motion = ObjectMotion(rest_points, self.spec.frames)
+            motion = ObjectMotion(
+                rest_points, self.spec.frames, self.spec.head_gains, self.spec.local_affine == "remove"
+            )
         return motion.to(self.device)
 
     # -- the run ------------------------------------------------------------------------------------------------
@@ -260,14 +270,19 @@ class Optimization:
                 motion.zero_grad(set_to_none=True)
             loss = self.prior.loss(self._render_stage(stage), condition, guidance, self.generator)
             loss.backward()
-            optimizers[kind].step()
+            if _finite_gradients(optimizers[kind]):
+                optimizers[kind].step()
+            else:  # an fp16 overflow in the VAE's backward: one lost step, never corrupted networks
+                self.skipped_steps += 1
+                self.emit("warning", message=f"step skipped in stage {stage.name}: non-finite gradient "
+                          f"({self.skipped_steps} so far)")  # fmt: skip
             losses.append(float(loss.detach()))
         return losses[0]
 
     def _stage_key(self, stage: Stage) -> int:
         """Object stages are keyed by the object's index in the spec, the joint stage by the object count."""
         names = [obj.name for obj in self.spec.objects]
-        return names.index(stage.animated[0]) if stage.train_global else len(names)
+        return len(names) if stage.name == JOINT_STAGE else names.index(stage.animated[0])
 
     def _optimizers(self, stage: Stage) -> dict[str, torch.optim.Optimizer]:
         groups: dict[str, list[torch.nn.Parameter]] = {"local": [], "global": []}
@@ -289,7 +304,7 @@ class Optimization:
             layout = self.layouts[name]
             segments.append(self.motions[name]().points[:, layout.segment_index] / self.motion_units)
             widths.append(layout.segment_widths)
-        if not stage.train_global and len(self.still_segments):
+        if stage.name == JOINT_STAGE and len(self.still_segments):
             segments.append(self.still_segments.expand(self.spec.frames, -1, -1, -1))
             widths.append(self.still_widths)
         render_segments = torch.cat(segments, dim=1) * self.scale + self.offset
@@ -414,6 +429,12 @@ class Optimization:
         for name, motion in self.motions.items():
             motion.load_state_dict(checkpoint["motions"][name])
         return _resume_position(checkpoint)
+
+
+def _finite_gradients(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every gradient the optimizer would apply is finite (one check, one device sync)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
 
 
 def _resume_position(state: dict[str, Any]) -> tuple[int, int]:

@@ -76,21 +76,33 @@ def test_stages_are_each_moving_object_alone_then_all_together() -> None:
     spec = _spec()
     spec.objects[0].prompt = "the player jumps"
     spec.objects[1].static = True
-    stages = plan_stages(spec)
+    stages = plan_stages(spec, stroke_count=53)
     assert [s.name for s in stages] == ["object:player", "object:basketball", "joint"]
     assert [s.animated for s in stages] == [["player"], ["basketball"], ["player", "basketball"]]
     assert [s.prompt for s in stages] == ["the player jumps", "a player dunks", "a player dunks"]
     assert [s.train_global for s in stages] == [True, True, False]
 
 
-def test_one_moving_object_gets_its_own_stage_and_a_joint_stage_and_none_gets_no_stage() -> None:
+def test_one_moving_object_meets_the_others_in_a_joint_stage_and_none_gets_no_stage() -> None:
     spec = _spec()
     for obj in spec.objects[1:]:
         obj.static = True
-    assert [s.name for s in plan_stages(spec)] == ["object:player", "joint"]
+    assert [s.name for s in plan_stages(spec, stroke_count=53)] == ["object:player", "joint"]
     for obj in spec.objects:
         obj.static = True
-    assert plan_stages(spec) == []
+    assert plan_stages(spec, stroke_count=53) == []
+
+
+def test_a_lone_object_has_no_joint_stage_unless_asked_and_joint_only_trains_global_motion() -> None:
+    spec = _spec()
+    spec.objects = spec.objects[:1]
+    everything = len(spec.objects[0].strokes)
+    assert [s.name for s in plan_stages(spec, stroke_count=everything)] == ["object:player"]
+    assert [s.name for s in plan_stages(spec, stroke_count=everything + 1)] == ["object:player", "joint"]
+    spec.schedule = "iterative"
+    assert [s.name for s in plan_stages(spec, stroke_count=everything)] == ["object:player", "joint"]
+    spec.schedule = "joint"
+    assert [(s.name, s.train_global) for s in plan_stages(spec, stroke_count=everything)] == [("joint", True)]
 
 
 def test_with_nothing_to_animate_the_result_is_the_still_sketch(tmp_path: Path) -> None:

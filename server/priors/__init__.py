@@ -50,6 +50,10 @@ def load_prior(spec: JobSpec, sketch: Sketch, device: torch.device) -> Prior:
         from .tiny import ensure_tiny_model
 
         return ModelScopePrior.load(str(ensure_tiny_model(spec.model)), device, spec.size, name="tiny")
+    if spec.prior == "toy":
+        from .toy import load_toy_prior
+
+        return load_toy_prior(device, spec.size)
     if spec.prior == "modelscope":
         return ModelScopePrior.load(spec.model, device, spec.size)
-    raise UserError(f"unknown prior {spec.prior!r}: use modelscope, tiny or target")
+    raise UserError(f"unknown prior {spec.prior!r}: use modelscope, tiny, toy or target")

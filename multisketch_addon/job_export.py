@@ -274,13 +274,14 @@ def _job_spec(context: bpy.types.Context, objects: list[ObjectSpec]) -> JobSpec:
         model = str(cache_folder(context) / TINY_MODEL_FOLDER)
     else:
         model = prefs.model.strip() or protocol.DEFAULT_MODEL
+    sizes = {"frames": settings.frames, "steps": steps_per_stage(settings), "size": settings.size}
+    if settings.prior == "toy":  # the model knows one frame count and size only
+        sizes = protocol.toy_settings()
     spec = protocol.JobSpec(
         sketch=SKETCH_FILE,
         prompt=settings.prompt.strip(),
         objects=objects,
-        frames=settings.frames,
-        steps=steps_per_stage(settings),
-        size=settings.size,
+        **sizes,
         seed=settings.seed,
         prior=settings.prior,
         model=model,

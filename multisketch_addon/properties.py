@@ -96,6 +96,13 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
                 "Tiny (test)",
                 "A tiny random-weight model: checks the pipeline in seconds, animates nothing useful",
             ),
+            (
+                "toy",
+                "Toy (known answer)",
+                "A small model trained on synthetic sketch motion: knows 'the ... moves left/right/up/down', "
+                "'grows', 'shrinks', 'turns clockwise/counter-clockwise', 'stays still'; runs at its own "
+                "frames, size and steps, in minutes on a CPU",
+            ),
         ),
         default="modelscope",
     )

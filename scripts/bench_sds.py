@@ -119,12 +119,11 @@ def _reference(task: dict) -> dict[str, np.ndarray]:
     from scripts.livesketch_reference import reference_animation
     from server.devices import resolve_device
     from server.priors import load_prior
-    from server.priors.toy import trained_settings
-    from server.protocol import JobSpec
+    from server.protocol import JobSpec, toy_settings
     from server.sketch import default_objects, load_svg
 
     sketch = load_svg(Path(task["sketch"]))
-    settings = trained_settings()
+    settings = toy_settings()
     settings["steps"] = task["steps"]
     spec = JobSpec(sketch=task["sketch"], prompt=task["prompt"], objects=default_objects(sketch), prior="toy",
                    seed=task["seed"], device=task["device"], **settings)  # fmt: skip
@@ -203,9 +202,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="append every run's measurements here, one JSON line each")
     args = parser.parse_args()
-    from server.priors.toy import trained_settings
+    from server.protocol import toy_settings
 
-    steps = args.steps or trained_settings()["steps"]
+    steps = args.steps or toy_settings()["steps"]
     everything = []
     pool = multiprocessing.get_context("spawn").Pool(args.workers)
     log = args.json.open("a", encoding="utf-8") if args.json else None

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.motion_check import judge, measure_pixels  # noqa: E402
 from server.augment import random_view  # noqa: E402
 from server.priors.modelscope import SCHEDULER_CONFIG, ModelScopeComponents  # noqa: E402
-from server.priors.toy import MOTIONS, SETTINGS_FILE, caption  # noqa: E402
+from server.priors.toy import MOTIONS, caption  # noqa: E402
+from server.protocol import TOY_SETTINGS_FILE  # noqa: E402
 from server.render import render  # noqa: E402
 from server.sketch import load_svg  # noqa: E402
 from server.tables import read_stroke_table  # noqa: E402
@@ -424,7 +425,7 @@ def main() -> int:
         components = ModelScopeComponents.load(args.resume, torch.float32)
         for model in (components.unet, components.vae, components.text_encoder):
             model.to(device)
-        previous = json.loads((args.resume / "training.json").read_text(encoding="utf-8"))
+        previous = {"runs": 1, **json.loads((args.resume / "training.json").read_text(encoding="utf-8"))}
     else:
         tokenizer = build_tokenizer(args.out / "tokenizer")
         components = ModelScopeComponents(
@@ -473,7 +474,7 @@ def main() -> int:
         model.to("cpu", torch.float16)
     components.save(args.out, variant="fp16")
     settings = {"frames": FRAMES, "size": SIZE, "steps": DEFAULT_STEPS}
-    (args.out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    (args.out / TOY_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     record = {
         "seed": args.seed, "clips": len(videos), "vae_steps": previous["vae_steps"],
         "vae_loss": previous["vae_loss"], "unet_steps": previous["unet_steps"] + unet_steps,

@@ -167,9 +167,7 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
 def _run_sizes(args: argparse.Namespace) -> dict[str, int]:
     """frames, steps and size: the flags where given, else the toy model's own or the job spec's defaults."""
     if args.prior == "toy":
-        from .priors.toy import trained_settings
-
-        defaults = trained_settings()
+        defaults = protocol.toy_settings()
     else:
         fields = JobSpec.__dataclass_fields__
         defaults = {key: fields[key].default for key in ("frames", "steps", "size")}

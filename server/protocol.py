@@ -31,6 +31,10 @@ HEAD_GAINS = {"translation": 600.0, "rotation": 10.0, "shear": 10.0, "scale": 20
 # "keep": they may carry it, and its translation is moved into the global motion when the result is written.
 LOCAL_AFFINE = ("remove", "keep")
 
+# The learned known-answer prior ships inside the engine; its file says the frames, size and steps it was made for.
+TOY_MODEL_FOLDER = Path(__file__).resolve().parent / "priors" / "toy_model"
+TOY_SETTINGS_FILE = "multisketch.json"
+
 # File names inside a job folder.
 JOB_SPEC = "job.json"
 RESULT = "result.json"
@@ -176,6 +180,11 @@ class JobSpec:
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read the job spec {path}: {exc}") from None
         return cls.from_dict(data)
+
+
+def toy_settings() -> dict[str, int]:
+    """frames, size and steps of the toy prior's model: a job with `prior: toy` runs at them unless told otherwise."""
+    return json.loads((TOY_MODEL_FOLDER / TOY_SETTINGS_FILE).read_text(encoding="utf-8"))
 
 
 def load_result(path: Path) -> dict[str, Any]:

@@ -4,21 +4,18 @@ It was trained (scripts/train_toy_prior.py) on synthetic sketch clips whose moti
 small vocabulary ("the ball moves up", "the box turns clockwise"), so unlike the random `tiny` model it has a
 real score: SDS with it must move a sketch the way the prompt says. It is loaded by exactly the code that loads
 ModelScope (diffusers layout, UNet3D, AutoencoderKL, CLIP text encoder and tokenizer, DDIM schedule), which is
-what makes it a check of the whole SDS path. The weights ship inside the engine (`toy_model/`).
+what makes it a check of the whole SDS path. The weights ship inside the engine (`toy_model/`, with the settings
+file that `protocol.toy_settings` reads).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from ..protocol import TOY_MODEL_FOLDER
 from .modelscope import ModelScopePrior
-
-MODEL_FOLDER = Path(__file__).resolve().parent / "toy_model"
-SETTINGS_FILE = "multisketch.json"  # the frames, size and steps the model was trained and is best run at
 
 
 @dataclass(frozen=True)
@@ -52,11 +49,6 @@ def caption(*named_motions: tuple[str, str]) -> str:
     return " and ".join(f"the {name} {motion}" for name, motion in named_motions)
 
 
-def trained_settings(folder: Path = MODEL_FOLDER) -> dict[str, int]:
-    """frames, size and steps the model in `folder` was made for (a job with the toy prior defaults to them)."""
-    return json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
-
-
 def load_toy_prior(device: torch.device, size: int) -> ModelScopePrior:
     """The committed model, through the loader the real ModelScope model uses."""
-    return ModelScopePrior.load(str(MODEL_FOLDER), device, size, name="toy")
+    return ModelScopePrior.load(str(TOY_MODEL_FOLDER), device, size, name="toy")

@@ -80,7 +80,17 @@ class EngineProcess:
     def __init__(self, interpreter: Path, job_dir: Path, resume: bool = False) -> None:
         self.interpreter = interpreter
         self.job_dir = Path(job_dir)
-        command = [str(interpreter), "-m", "server", "run", str(self.job_dir), "--progress", "json"]
+        # The pipe on its standard input ends when Blender does: the engine then stops with a checkpoint.
+        command = [
+            str(interpreter),
+            "-m",
+            "server",
+            "run",
+            str(self.job_dir),
+            "--progress",
+            "json",
+            "--stop-when-input-ends",
+        ]
         if resume:
             command.append("--resume")
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()

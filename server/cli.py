@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -74,31 +75,60 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="progress on a terminal (bar), as JSON lines on stdout (json), or none; auto: bar on a terminal",
     )
+    parser.add_argument(
+        "--stop-when-input-ends",
+        action="store_true",
+        help="stop with a checkpoint when standard input reaches its end (the parent that holds it is gone)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reporter = ProgressReporter(args.progress)
-    stop_requested = _install_stop_handlers()
+    should_stop = _install_stop_handlers(reporter, args.stop_when_input_ends)
     try:
         if args.command == "animate":
-            return _animate(args, reporter, stop_requested)
-        return _run_folder(args.job, args.resume, reporter, stop_requested)
+            return _animate(args, reporter, should_stop)
+        return _run_folder(args.job, args.resume, reporter, should_stop)
     except UserError as exc:
         reporter.error(str(exc))
         return protocol.EXIT_BAD_INPUT
 
 
-def _install_stop_handlers() -> list[bool]:
-    """SIGTERM and SIGINT ask the schedule to stop at the next step (after a checkpoint)."""
-    stop_requested = [False]
+class _StopRequest:
+    """Whether the run should stop at its next step (after a checkpoint): a signal, or no one left to report to."""
+
+    def __init__(self, reporter: ProgressReporter) -> None:
+        self.asked = False
+        self.reporter = reporter
+
+    def __call__(self) -> bool:
+        return self.asked or self.reporter.reader_gone
+
+
+def _install_stop_handlers(reporter: ProgressReporter, watch_input: bool) -> _StopRequest:
+    """SIGTERM, SIGINT and, on Windows, SIGBREAK (CTRL_BREAK_EVENT) ask the schedule to stop at the next step;
+    so do the end of standard input (with `watch_input`) and a closed output pipe."""
+    stop = _StopRequest(reporter)
 
     def request_stop(signum: int, frame: Any) -> None:
-        stop_requested[0] = True
+        stop.asked = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop_requested
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), request_stop)
+    if watch_input:
+
+        def wait_for_end_of_input() -> None:
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            except (OSError, ValueError):
+                pass
+            stop.asked = True
+
+        threading.Thread(target=wait_for_end_of_input, name="parent-watch", daemon=True).start()
+    return stop
 
 
 def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
@@ -174,7 +204,7 @@ def _run_sizes(args: argparse.Namespace) -> dict[str, int]:
     return {key: defaults[key] if getattr(args, key) is None else getattr(args, key) for key in defaults}
 
 
-def _animate(args: argparse.Namespace, reporter: ProgressReporter, stop_requested: list[bool]) -> int:
+def _animate(args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
     from .job import JobFolder
 
     spec = _spec_from_flags(args)
@@ -200,10 +230,10 @@ def _animate(args: argparse.Namespace, reporter: ProgressReporter, stop_requeste
         if args.target_plan:
             spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
         spec.save(folder.spec)
-    return _run_folder(folder.path, args.resume, reporter, stop_requested)
+    return _run_folder(folder.path, args.resume, reporter, should_stop)
 
 
-def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, stop_requested: list[bool]) -> int:
+def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
     from .job import JobFolder
 
     folder = JobFolder(path)
@@ -215,7 +245,7 @@ def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, stop_reque
     reporter.attach_log(folder.log)
     started = time.monotonic()
     try:
-        result = _optimize(folder, spec, resume, reporter, stop_requested)
+        result = _optimize(folder, spec, resume, reporter, should_stop)
     except UserError:
         raise
     except Exception as exc:  # the log keeps the traceback; the user gets one line
@@ -230,7 +260,7 @@ def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, stop_reque
 
 
 def _optimize(
-    folder: Any, spec: JobSpec, resume: bool, reporter: ProgressReporter, stop_requested: list[bool]
+    folder: Any, spec: JobSpec, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest
 ) -> Path | None:
     """Load everything, run the stages, write the outputs; None when stopped by a signal."""
     from .devices import resolve_device
@@ -251,7 +281,7 @@ def _optimize(
     stages = plan_stages(spec, len(sketch.strokes))
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
     optimization = Optimization(
-        spec, sketch, prior, device, folder.checkpoints, emit=reporter.event, should_stop=lambda: stop_requested[0]
+        spec, sketch, prior, device, folder.checkpoints, emit=reporter.event, should_stop=should_stop
     )
     try:
         animation = optimization.run(resume=resume)

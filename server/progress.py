@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +21,14 @@ class ProgressReporter:
         self.mode = mode
         self._log: Callable[[str], None] | None = None
         self._bar_open = False
+        self.reader_gone = False  # what read our output has closed it (a crashed parent, `| head`)
 
     def attach_log(self, log: Callable[[str], None]) -> None:
         self._log = log
 
     def event(self, name: str, **fields: Any) -> None:
         if self.mode == "json":
-            print(encode_event(name, **fields), flush=True)
+            self._print(encode_event(name, **fields), sys.stdout)
         elif self.mode == "bar":
             self._draw(name, fields)
         if self._log and (name != "step" or fields.get("step") == fields.get("steps")):
@@ -41,11 +43,22 @@ class ProgressReporter:
 
     def _message(self, kind: str, message: str) -> None:
         self._end_bar()
-        print(f"{kind}: {message}", file=sys.stderr, flush=True)
+        self._print(f"{kind}: {message}", sys.stderr)
         if self.mode == "json":
-            print(encode_event(kind, message=message), flush=True)
+            self._print(encode_event(kind, message=message), sys.stdout)
         if self._log:
             self._log(encode_event(kind, message=message))
+
+    def _print(self, text: str, stream: Any, end: str = "\n") -> None:
+        """Print, or, once the reader is gone, note it and send the stream to the null device: no traceback."""
+        try:
+            print(text, end=end, file=stream, flush=True)
+        except (BrokenPipeError, ValueError):
+            self.reader_gone = True
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
 
     def _draw(self, name: str, fields: dict[str, Any]) -> None:
         if name == "step":
@@ -56,16 +69,16 @@ class ProgressReporter:
                 f"{fields['progress']:6.1%} step {fields['step']}/{fields['steps']} "
                 f"loss {fields['loss']:.4g} ETA {eta}"
             )
-            print(line, end="", file=sys.stderr, flush=True)
+            self._print(line, sys.stderr, end="")
             self._bar_open = True
         elif name in ("stage", "done", "cancelled"):
             self._end_bar()
             detail = {"stage": fields.get("stage"), "done": fields.get("result"), "cancelled": fields.get("message")}
-            print(f"{name}: {detail[name]}", file=sys.stderr, flush=True)
+            self._print(f"{name}: {detail[name]}", sys.stderr)
 
     def _end_bar(self) -> None:
         if self._bar_open:
-            print(file=sys.stderr, flush=True)
+            self._print("", sys.stderr)
             self._bar_open = False
 
 

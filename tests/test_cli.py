@@ -217,3 +217,39 @@ def test_a_job_stopped_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Pat
     whole_result = json.loads((whole / protocol.RESULT).read_text())
     resumed_result = json.loads((stopped / protocol.RESULT).read_text())
     assert resumed_result == whole_result
+
+
+def _long_job(out: Path, *extra: str) -> subprocess.Popen[str]:
+    """A tiny-prior job long enough to be stopped mid-way (only a stop writes a checkpoint), pipes on all streams."""
+    settings = ["--prior", "tiny", "--frames", "3", "--steps", "100000", "--size", "32", "--checkpoint-every", "50000"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "server", *_cat11(out), *settings, *extra],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_a_step(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if json.loads(line)["event"] == "step":
+            return
+    raise AssertionError("the engine ended before its first step")
+
+
+def test_the_engine_stops_with_a_checkpoint_when_its_parent_is_gone(tmp_path: Path) -> None:
+    process = _long_job(tmp_path / "job", "--progress", "json", "--stop-when-input-ends")
+    _wait_for_a_step(process)
+    assert process.stdin is not None
+    process.stdin.close()  # what a crashed parent's end of the pipe looks like
+    assert process.wait(timeout=120) == protocol.EXIT_CANCELLED
+    assert (tmp_path / "job" / protocol.CHECKPOINTS_DIR / "latest.pt").is_file()
+
+
+def test_a_closed_output_pipe_stops_the_engine_without_a_traceback(tmp_path: Path) -> None:
+    process = _long_job(tmp_path / "job", "--progress", "json")
+    _wait_for_a_step(process)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # what `| head` does once it has its lines
+    assert process.wait(timeout=120) == protocol.EXIT_CANCELLED
+    assert "Traceback" not in process.stderr.read()
+    assert (tmp_path / "job" / protocol.CHECKPOINTS_DIR / "latest.pt").is_file()

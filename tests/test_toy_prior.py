@@ -1,0 +1,48 @@
+"""The learned known-answer prior: it loads as ModelScope does, and a toy job runs at the model's own settings.
+
+Whether SDS with it moves a sketch as the prompt says is measured by scripts/bench_sds.py and
+scripts/bench_steering.py (BENCHMARKS.md); the committed model does not yet do so reliably (issue 7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from server import protocol
+from server.cli import main
+from server.priors.modelscope import ModelScopePrior
+from server.priors.toy import MOTIONS, caption, load_toy_prior
+from tests.conftest import MULTIOBJECT
+
+CPU = torch.device("cpu")
+
+
+def test_the_toy_model_is_a_modelscope_layout_model_and_loads_by_either_name() -> None:
+    settings = protocol.toy_settings()
+    toy = load_toy_prior(CPU, settings["size"])
+    same = ModelScopePrior.load(str(protocol.TOY_MODEL_FOLDER), CPU, settings["size"])
+    assert type(toy.unet).__name__ == "UNet3DConditionModel" and type(toy.vae).__name__ == "AutoencoderKL"
+    assert toy.unet.state_dict().keys() == same.unet.state_dict().keys()
+    assert all(torch.equal(value, same.unet.state_dict()[key]) for key, value in toy.unet.state_dict().items())
+    weights = sum(f.stat().st_size for f in protocol.TOY_MODEL_FOLDER.rglob("*.safetensors"))
+    assert weights < 20 * 2**20, "the committed weights must stay small enough for the repository"
+
+
+def test_every_caption_of_the_vocabulary_gets_its_own_embedding() -> None:
+    prior = load_toy_prior(CPU, protocol.toy_settings()["size"])
+    embeddings = [prior.condition(caption(("ball", motion)), ["ball"])[1] for motion in MOTIONS]
+    for i in range(len(embeddings)):
+        for j in range(i):
+            assert not torch.allclose(embeddings[i], embeddings[j], atol=1e-3)
+
+
+def test_a_toy_job_runs_at_the_frames_and_size_the_model_was_trained_for(tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    argv = ["animate", str(MULTIOBJECT / "cat11" / "sketch.svg"), "--prompt", caption(("cat", "moves left")),
+            "--out", str(out), "--prior", "toy", "--steps", "2", "--device", "cpu", "--progress", "none"]  # fmt: skip
+    assert main(argv) == protocol.EXIT_OK
+    result = protocol.load_result(out / protocol.RESULT)
+    assert result["frames"] == protocol.toy_settings()["frames"]
+    assert protocol.JobSpec.load(out / protocol.JOB_SPEC).size == protocol.toy_settings()["size"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,8 +246,10 @@ class Optimization:
                 self._save(LATEST_CHECKPOINT, index, step, False, optimizers, schedulers)
                 raise Cancelled(f"stopped in stage {stage.name} before step {step + 1}")
             loss = self._step(stage, passes, optimizers, condition)
-            for scheduler in schedulers.values():
-                scheduler.step()
+            with warnings.catch_warnings():  # a skipped first step leaves the schedule a step ahead: meant so
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                for scheduler in schedulers.values():
+                    scheduler.step()
             self._report_step(index, step + 1, loss)
             if (step + 1) % self.spec.checkpoint_every == 0 and step + 1 < steps:
                 self._save(LATEST_CHECKPOINT, index, step + 1, False, optimizers, schedulers)

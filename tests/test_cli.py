@@ -126,6 +126,8 @@ TWO_STROKES = (
         ("unwritable_output", "output folder"),
         ("unknown_static_object", "no such object"),
         ("all_static", "nothing to animate"),
+        ("unknown_head", "head-gain"),
+        ("zero_gain", "head_gains"),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_exit_code_2(case: str, expected: str, tmp_path: Path) -> None:
@@ -162,6 +164,10 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(case: str, expected: str
         extra = ["--static", "c"]
     elif case == "all_static":
         extra = ["--static", "a", "--static", "b"]
+    elif case == "unknown_head":
+        extra = ["--head-gain", "wobble=3"]
+    elif case == "zero_gain":
+        extra = ["--head-gain", "translation=0"]
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     argv = ["animate", args.pop("sketch"), *[v for item in args.items() for v in item], *SMALL, *extra]
     done = _engine(*argv)

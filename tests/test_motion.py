@@ -131,3 +131,18 @@ def test_local_offsets_carry_no_affine_motion_so_that_it_all_lives_in_the_global
         fit = torch.linalg.lstsq(basis, frame).solution
         assert fit.abs().max() < 1e-3
     assert offsets.abs().max() > 0.01
+
+
+def test_kept_local_affine_motion_shows_its_shift_as_global_translation_and_leaves_the_points_alone() -> None:
+    torch.manual_seed(3)
+    rest = torch.rand(80, 2) * 90 + 30
+    kept = ObjectMotion(rest, frames=4, remove_local_affine=False)
+    with torch.no_grad():
+        kept.local.body[-1].bias.add_(5.0)  # a local net that shifts every point by 5 px
+        motion = kept()
+        unmoved = kept.global_motion(kept.features)[0]  # the global head's own translation
+    assert torch.allclose(motion.translate - unmoved, torch.full((4, 2), 5.0), atol=0.5)
+    center = rest.mean(dim=0)
+    global_part = center + torch.einsum("fij,pj->fpi", motion.matrix, rest - center) + motion.translate[:, None]
+    assert (motion.points - global_part).mean(dim=1).abs().max() < 1e-4  # what remains has no common shift
+    assert (motion.points - rest).mean(dim=1).sub(motion.translate).abs().max() < 0.5

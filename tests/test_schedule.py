@@ -344,3 +344,22 @@ def test_a_sketch_on_a_four_times_larger_canvas_gets_the_same_motion_four_times_
         for frame_small, frame_big in zip(small.points, big.points, strict=True):
             for stroke_small, stroke_big in zip(frame_small, frame_big, strict=True):
                 np.testing.assert_allclose(stroke_big[0], 4 * stroke_small[0], atol=0.02)
+
+
+class SometimesBrokenPrior(InkPrior):
+    """InkPrior whose gradient is NaN on every third call, as an fp16 overflow in the VAE's backward makes it."""
+
+    def loss(self, video: torch.Tensor, condition: object, guidance: float, generator: torch.Generator) -> torch.Tensor:
+        loss = super().loss(video, condition, guidance, generator)
+        return loss * float("nan") if len(self.calls) % 3 == 0 else loss
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped_and_reported_never_applied(tmp_path: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    emit = lambda event, **fields: events.append((event, fields))  # noqa: E731
+    optimization, _ = _run(_spec(steps=4), tmp_path, prior=SometimesBrokenPrior(), emit=emit)
+    warnings = [fields["message"] for event, fields in events if event == "warning"]
+    assert warnings and all("non-finite gradient" in message for message in warnings)
+    assert optimization.skipped_steps == len(warnings) > 0
+    for motion in optimization.motions.values():
+        assert all(torch.isfinite(p).all() for p in motion.parameters())

@@ -80,8 +80,10 @@ def main() -> int:
     print("| mean cosine of the pull | " + " | ".join(f"{np.mean(cosines[p]):+.2f}" for p in TRANSLATIONS) + " |")
     print("| mean cosine of its caption-specific part | "
           + " | ".join(f"{np.mean(specific[p]):+.2f}" for p in TRANSLATIONS) + " |")  # fmt: skip
-    print("| sketches where the caption-specific part points the stated way (cosine > 0.5) | "
-          + " | ".join(f"{sum(c > 0.5 for c in specific[p])} of {len(specific[p])}" for p in TRANSLATIONS) + " |")  # fmt: skip
+    counts = [f"{sum(c > 0.5 for c in specific[p])} of {len(specific[p])}" for p in TRANSLATIONS]
+    print(
+        "| sketches where the caption-specific part points the stated way (cosine > 0.5) | " + " | ".join(counts) + " |"
+    )
     return 0
 
 

@@ -166,7 +166,7 @@ def selected_strokes(context: bpy.types.Context, sketch: bpy.types.Collection) -
 
 
 def new_object(sketch: bpy.types.Collection, name: str, like: bpy.types.Object) -> bpy.types.Object:
-    """A new, empty object collection in the sketch with its Grease Pencil object (mapping and materials of `like`)."""
+    """A new, empty object collection in the sketch, its Grease Pencil object mapped, inked and placed as `like`."""
     collection = bpy.data.collections.new(name.strip() or SUGGESTED_NAME)
     collection[scene_model.OBJECT_KEY] = 1
     sketch.children.link(collection)
@@ -176,6 +176,7 @@ def new_object(sketch: bpy.types.Collection, name: str, like: bpy.types.Object) 
         like[scene_model.CANVAS_KEY],
         like.data.materials,
         _rest_frame(like),
+        like.matrix_world.copy(),
     )
 
 
@@ -186,7 +187,12 @@ def background(sketch: bpy.types.Collection) -> bpy.types.Object:
         return found
     like = scene_model.drawing_objects(sketch)[0]
     return scene_model.new_drawing_object(
-        f"{sketch.name} background", sketch, like[scene_model.CANVAS_KEY], like.data.materials, _rest_frame(like)
+        f"{sketch.name} background",
+        sketch,
+        like[scene_model.CANVAS_KEY],
+        like.data.materials,
+        _rest_frame(like),
+        like.matrix_world.copy(),
     )
 
 

@@ -7,6 +7,11 @@ Built from the shared reading, stroke numbering, points and handles are the engi
 and the canvas mapping is chosen rather than fitted: the canvas centre sits at the object origin and
 its longer side is `CANVAS_SIZE_M` wide, in the XZ (front) plane, y down on the canvas being -Z.
 
+Where the sketch goes: at the 3D cursor, as Blender puts anything new (its own Grease Pencil SVG
+importer too), upright and facing Front view. A canvas there that would cut through visible objects
+(the default cube sits at the cursor of a new file) is moved the shorter way out of them: towards
+the viewer of Front view (-Y) or up, `GAP_M` clear, so that nothing hides the strokes.
+
 Each `<path>` sub-path becomes one Bezier stroke whose points and handles are the reader's cubic control
 points; a sub-path ended by a closepath becomes a cyclic stroke without the repeated end point. Other
 basic shapes (`<rect>`, `<circle>`, ...) are drawn into the background: the engine does not animate them.
@@ -14,13 +19,16 @@ basic shapes (`<rect>`, `<circle>`, ...) are drawn into the background: the engi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import blf
 import bpy
 import numpy as np
 from bpy.props import StringProperty
+from mathutils import Matrix
 
 from . import scene_model
 from .contract import errors, svg, tables
@@ -30,6 +38,11 @@ if TYPE_CHECKING:
 
 CANVAS_SIZE_M = 2.0  # the canvas's longer side in Blender units, as wide as the default cube
 HANDLE_FREE = 0  # handle_type_left/right value: the handle stays where it is put
+DIALOG_WIDTH = 500  # px at UI scale 1: the dialog shown when an SVG is dropped on the viewport
+UNIT = 20  # px at UI scale 1: Blender's UI unit (a button's height, the folder icon's width)
+GAP_M = 0.05 * CANVAS_SIZE_M  # between a moved sketch and the objects it was moved clear of
+# Object types whose geometry can hide strokes (cameras, lights and empties draw no surface).
+SOLID_TYPES = frozenset({"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME", "GREASEPENCIL"})
 
 
 @dataclass
@@ -45,6 +58,49 @@ def canvas_mapping(width: float, height: float) -> tuple[float, float, float]:
     """k, cx, cz of `X = k*x - cx, Z = -k*y - cz`: the canvas centred on the origin, its longer side CANVAS_SIZE_M."""
     k = CANVAS_SIZE_M / max(width, height)
     return k, k * width / 2, -k * height / 2
+
+
+def _world_boxes(context: bpy.types.Context) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(lowest, highest) world corner of every visible object that could hide a sketch, as evaluated."""
+    depsgraph = context.evaluated_depsgraph_get()
+    boxes = []
+    for ob in context.view_layer.objects:
+        if ob.type not in SOLID_TYPES or not ob.visible_get(view_layer=context.view_layer):
+            continue
+        evaluated = ob.evaluated_get(depsgraph)
+        matrix = np.array(evaluated.matrix_world)
+        corners = np.array(evaluated.bound_box) @ matrix[:3, :3].T + matrix[:3, 3]
+        boxes.append((corners.min(axis=0), corners.max(axis=0)))
+    return boxes
+
+
+def placement(context: bpy.types.Context, width_m: float, height_m: float) -> tuple[float, float, float]:
+    """Where a canvas of this size (metres) is centred: the 3D cursor, moved clear of what it would cut through.
+
+    Each step moves the canvas the shorter way out of the boxes it still cuts: in front of them (-Y)
+    or onto them (+Z). Y only falls and Z only rises, so a box once cleared stays cleared.
+    """
+    place = np.array(context.scene.cursor.location, np.float64)
+    half_x, half_z = width_m / 2, height_m / 2
+    boxes = _world_boxes(context)
+    while True:
+        cut = [
+            (low, high)
+            for low, high in boxes
+            if low[0] - GAP_M < place[0] + half_x
+            and high[0] + GAP_M > place[0] - half_x
+            and low[2] - GAP_M < place[2] + half_z
+            and high[2] + GAP_M > place[2] - half_z
+            and low[1] - GAP_M < place[1] < high[1] + GAP_M
+        ]
+        if not cut:
+            return float(place[0]), float(place[1]), float(place[2])
+        front = min(low[1] for low, _ in cut) - GAP_M
+        above = max(high[2] for _, high in cut) + GAP_M + half_z
+        if place[1] - front <= above - place[2]:
+            place[1] = front
+        else:
+            place[2] = above
 
 
 def _strokes(document: Document) -> list[_Stroke]:
@@ -105,6 +161,8 @@ def _build_sketch(
     context: bpy.types.Context, path: Path, document: Document, objects: dict[str, list[int]]
 ) -> bpy.types.Collection:
     canvas = canvas_mapping(document.width, document.height)
+    k = canvas[0]
+    place = Matrix.Translation(placement(context, k * document.width, k * document.height))
     owner = {index: name for name, indices in objects.items() for index in indices}
     strokes = _strokes(document)
 
@@ -130,7 +188,7 @@ def _build_sketch(
             home[scene_model.OBJECT_KEY] = 1
             collection.children.link(home)
             label = name
-        ob = scene_model.new_drawing_object(label, home, canvas, [ink], frame)
+        ob = scene_model.new_drawing_object(label, home, canvas, [ink], frame, place)
         _draw(scene_model.rest_drawing(ob), mine, canvas)
         ob[scene_model.SOURCE_STROKES_KEY] = [s.source for s in mine]
         made.append(ob)
@@ -200,6 +258,32 @@ def _draw(drawing: bpy.types.GreasePencilDrawing, strokes: list[_Stroke], canvas
     drawing.tag_positions_changed()
 
 
+def path_lines(path: str, width_px: float) -> list[str]:
+    """`path` broken after its separators into lines that each fit `width_px` in the UI's font, to read whole.
+
+    A part with no separator that is wider than a line is cut where it must be.
+    """
+    preferences = bpy.context.preferences
+    scale = preferences.system.ui_scale or preferences.view.ui_scale  # the first is 0 without a window
+    blf.size(0, preferences.ui_styles[0].widget.points * scale)
+
+    def fits(text: str) -> bool:
+        return blf.dimensions(0, text)[0] <= width_px
+
+    parts = re.findall(r"[^/\\]*[/\\]|[^/\\]+$", path)  # each folder with its separator, then the file
+    lines: list[str] = []
+    for part in parts:
+        if lines and fits(lines[-1] + part):
+            lines[-1] += part
+            continue
+        lines.append("")
+        for char in part:
+            if lines[-1] and not fits(lines[-1] + char):
+                lines.append("")
+            lines[-1] += char
+    return lines
+
+
 def _parent_collection(context: bpy.types.Context) -> bpy.types.Collection:
     """The active collection, unless it is part of a sketch (sketches do not nest)."""
     active = context.view_layer.active_layer_collection.collection
@@ -226,15 +310,27 @@ class MULTISKETCH_OT_import_svg(bpy.types.Operator):
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         if self.filepath:  # dropped onto the viewport: only the stroke table is left to choose
-            return set(context.window_manager.invoke_props_dialog(self, width=500))
+            return set(context.window_manager.invoke_props_dialog(self, width=DIALOG_WIDTH))
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def draw(self, _context: bpy.types.Context) -> None:
-        """The stroke table's path on a line of its own: beside its label it was too narrow to read."""
+    def draw(self, context: bpy.types.Context) -> None:
+        """The stroke table's field on a line of its own, and its whole path below it where the field is too
+        narrow: the file browser's side panel (about 250 px) cuts a 45-character path to "/home/al..._kite/objects.tsv".
+        """
         layout = self.layout
         layout.label(text="Objects File (optional stroke table)")
         layout.prop(self, "objects_file", text="")
+        if not self.objects_file:
+            return
+        scale = context.preferences.system.ui_scale or context.preferences.view.ui_scale
+        in_browser = context.area is not None and context.area.type == "FILE_BROWSER" and context.region is not None
+        width = context.region.width if in_browser else DIALOG_WIDTH * scale
+        lines = path_lines(bpy.path.abspath(self.objects_file), width - 2 * UNIT * scale)  # less icon and padding
+        if len(lines) > 1:
+            column = layout.column(align=True)
+            for line in lines:
+                column.label(text=line)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:

@@ -23,6 +23,7 @@ from typing import Literal
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 SKETCH_KEY = "multisketch_sketch"
 CANVAS_SIZE_KEY = "multisketch_canvas_size"
@@ -318,11 +319,14 @@ def new_drawing_object(
     canvas: Sequence[float],
     materials: Iterable[bpy.types.Material],
     frame_number: int,
+    matrix_world: Matrix | None = None,
 ) -> bpy.types.Object:
-    """An empty Grease Pencil object at the origin with a rest layer, in `collection`.
+    """An empty Grease Pencil object with a rest layer, in `collection`, placed by `matrix_world`.
 
-    It shares `materials` (in that order, so that copied strokes keep their material index) and the
-    canvas mapping of the sketch.
+    It shares `materials` (in that order, so that copied strokes keep their material index), the
+    canvas mapping of the sketch and, given the matrix of one of the sketch's objects, its place:
+    strokes keep their local coordinates when they move between objects, so the objects must sit
+    where the sketch sits or the strokes would jump.
     """
     data = bpy.data.grease_pencils.new(name)
     for material in materials:
@@ -333,6 +337,8 @@ def new_drawing_object(
     ob[CANVAS_KEY] = [float(v) for v in canvas]
     ob[SOURCE_STROKES_KEY] = []
     identity(ob)
+    if matrix_world is not None:
+        ob.matrix_world = matrix_world
     collection.objects.link(ob)
     return ob
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.addon.conftest import addon_module
+from tests.conftest import REPO
 
 scene_model = addon_module("scene_model")
 grouping = addon_module("grouping")
@@ -221,3 +222,37 @@ def test_gaps_between_curves_are_their_closest_distance_to_within_a_sample_step(
     assert gaps[0, 2] <= step / 2
     assert gaps[0, 3] == pytest.approx(100.0)
     assert np.array_equal(gaps, gaps.T)
+
+
+def _world_points(sketch: bpy.types.Collection) -> np.ndarray:
+    """Every rest-drawing point and handle of the sketch in world space, sorted: where its strokes are seen."""
+    found = []
+    for ob in scene_model.drawing_objects(sketch):
+        matrix = np.array(ob.matrix_world)
+        attributes = scene_model.rest_drawing(ob).attributes
+        for name in ("position", "handle_left", "handle_right"):
+            found.append(scene_model.read_attribute(attributes[name]) @ matrix[:3, :3].T + matrix[:3, 3])
+    points = np.concatenate(found)
+    return points[np.lexsort(points.T[::-1])]
+
+
+def test_regrouping_a_sketch_imported_away_from_the_origin_moves_no_stroke(empty_scene) -> None:
+    """New objects (and a new background) sit where the sketch sits, so strokes moved into them stay put."""
+    empty_scene.cursor.location = (3.0, -2.0, 1.5)
+    folder = REPO / "examples" / "kids_and_kite"
+    sketch = importer.import_sketch(bpy.context, str(folder / "sketch.svg"), str(folder / "objects.tsv"))
+    before = _world_points(sketch)
+    assert np.allclose((before.min(axis=0) + before.max(axis=0)) / 2, (3.0, -2.0, 1.5), atol=0.3)
+
+    ob = next(iter(_objects(sketch).values()))
+    _deselect_everything(sketch)
+    _select(ob, [0, 1])
+    assert bpy.ops.multisketch.new_object(name="hand") == {"FINISHED"}
+    _deselect_everything(sketch)
+    _select(_objects(sketch)["hand"], [0])
+    assert bpy.ops.multisketch.assign_to_object(target=grouping.BACKGROUND) == {"FINISHED"}  # makes a background
+    assert bpy.ops.multisketch.suggest_grouping(replace=True) == {"FINISHED"}  # every object made anew
+
+    assert np.allclose(_world_points(sketch), before, atol=1e-6)
+    for drawing in scene_model.drawing_objects(sketch):
+        assert tuple(drawing.location) == (3.0, -2.0, 1.5)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
+from mathutils import Vector
 from svgpathtools import Arc, CubicBezier, Line, QuadraticBezier, parse_path, svg2paths
 
 from tests.addon.conftest import addon_module, import_shared_sketch, reset_scene
@@ -179,9 +180,81 @@ def test_import_leaves_the_rest_of_the_scene_and_the_active_collection_alone(emp
     assert tuple(cube.location) == (1.0, 2.0, 3.0) and list(cube.users_collection) == [mine]
     assert set(bpy.data.objects) == {cube, *scene_model.drawing_objects(sketch)}
     for ob in scene_model.drawing_objects(sketch):
-        assert tuple(ob.location) == (0.0, 0.0, 0.0)
+        assert tuple(ob.location) == (5.0, 5.0, 5.0)  # at the 3D cursor (an empty hides nothing)
+        assert tuple(ob.rotation_euler) == (0.0, 0.0, 0.0) and tuple(ob.scale) == (1.0, 1.0, 1.0)
         assert len(ob.data.layers) == 1
     assert len(bpy.data.grease_pencils) == len(scene_model.drawing_objects(sketch))
+
+
+def _world_box(obs: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest world corner of the objects' evaluated bounding boxes."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    corners = np.array([
+        tuple(ob.evaluated_get(depsgraph).matrix_world @ Vector(corner))
+        for ob in obs
+        for corner in ob.evaluated_get(depsgraph).bound_box
+    ])  # fmt: skip
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def test_a_sketch_imported_into_a_new_file_stands_in_front_of_the_default_cube() -> None:
+    """At the 3D cursor, as Blender places new things, but moved out of the cube that sits there.
+
+    Checked on the boxes: Blender's renderers draw the strokes over the cube wherever they are, so a
+    render cannot tell; the viewport's Solid shading hides strokes inside the cube.
+    """
+    bpy.ops.wm.read_homefile(use_factory_startup=True)  # what File > New > General gives: cube, camera, light
+    cube = bpy.data.objects["Cube"]
+    folder = REPO / "examples" / "kids_and_kite"
+    assert bpy.ops.multisketch.import_svg(
+        filepath=str(folder / "sketch.svg"), objects_file=str(folder / "objects.tsv")
+    ) == {"FINISHED"}  # fmt: skip
+
+    (sketch,) = scene_model.sketch_collections(bpy.context.scene)
+    drawings = scene_model.drawing_objects(sketch)
+    for ob in drawings:  # the cursor's X and Z, 0.1 m in front of the cube's front face (y = -1)
+        assert np.allclose(ob.location, (0.0, -1.0 - importer.GAP_M, 0.0), atol=1e-6)
+    low, high = _world_box(drawings)
+    assert high[1] < _world_box([cube])[0][1]  # no stroke inside or behind the cube's front face
+    assert high[0] - low[0] > 1.5  # metres: about as wide as the cube (its strokes span 1.6 of the 2 m canvas)
+
+    view = next(a.spaces.active.region_3d for a in bpy.context.window.screen.areas if a.type == "VIEW_3D")
+    assert np.abs(np.array(view.view_location) - (low + high) / 2).max() < 0.1  # and framed
+
+    other = REPO / "examples" / "dog_and_ball" / "sketch.svg"
+    second = importer.import_sketch(bpy.context, str(other))  # a second sketch at the cursor: before the first
+    assert _world_box(scene_model.drawing_objects(second))[1][1] < low[1]
+    assert np.allclose(scene_model.drawing_objects(second)[0].location, (0.0, low[1] - importer.GAP_M, 0.0))
+
+
+def test_a_sketch_imported_over_a_floor_stands_on_it(empty_scene) -> None:
+    """A wide, flat object at the cursor: the shorter way out is up, not 10 m forward."""
+    floor = bpy.data.objects.new("Floor", bpy.data.meshes.new("Floor"))
+    floor.data.from_pydata([(-10, -10, 0), (10, -10, 0), (10, 10, 0), (-10, 10, 0)], [], [(0, 1, 2, 3)])
+    empty_scene.collection.objects.link(floor)
+
+    sketch = importer.import_sketch(bpy.context, str(REPO / "examples" / "dog_and_ball" / "sketch.svg"))
+
+    low, _ = _world_box(scene_model.drawing_objects(sketch))
+    for ob in scene_model.drawing_objects(sketch):  # square canvas, 2 m: its bottom edge GAP_M above z = 0
+        assert np.allclose(ob.location, (0.0, 0.0, importer.CANVAS_SIZE_M / 2 + importer.GAP_M), atol=1e-6)
+    assert low[2] > 0.0
+
+
+def test_a_stroke_table_path_too_long_for_the_file_browsers_side_panel_is_shown_whole_on_lines() -> None:
+    """The side panel is about 250 px wide: a path that its field cuts in the middle is spelled out below it."""
+    import blf
+
+    path = "/home/someone/Documents/Drawings/2026/children in the park with a kite/objects.tsv"
+    width = 250 - 2 * importer.UNIT  # the side panel, less the folder icon and the field's padding
+    lines = importer.path_lines(path, width)
+    assert "".join(lines) == path
+    assert len(lines) >= 3
+    assert all(blf.dimensions(0, line)[0] <= width for line in lines)  # measured in the UI's font
+    assert lines[-1].endswith("objects.tsv") and all(line.endswith("/") for line in lines[:-1])  # cut at folders
+    assert importer.path_lines("/a/objects.tsv", width) == ["/a/objects.tsv"]  # short: the field shows it whole
+    unbroken = "x" * 200  # no separator: cut where it must be
+    assert "".join(importer.path_lines(unbroken, width)) == unbroken
 
 
 BAD_INPUTS = {

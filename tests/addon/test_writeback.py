@@ -18,6 +18,7 @@ from bpy_extras import anim_utils
 
 from tests.addon.conftest import ADDON_PACKAGE, addon_module, import_shared_sketch, reset_scene
 
+importer = addon_module("importer")
 job_export = addon_module("job_export")
 scene_model = addon_module("scene_model")
 writeback = addon_module("writeback")
@@ -378,3 +379,24 @@ def test_closed_strokes_close_on_their_first_point(sketch: bpy.types.Collection,
     (exported.job_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
     writeback.apply_result(bpy.context, sketch, exported)
     assert worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX
+
+
+def test_the_result_plays_where_the_sketch_was_imported(tmp_path: Path) -> None:
+    """A sketch placed at the 3D cursor away from the origin: its result is there too, not at the origin."""
+    reset_scene()
+    bpy.context.scene.cursor.location = (3.0, -2.0, 1.5)
+    sketch = _ready_to_export(import_shared_sketch(), tmp_path)
+    exported = _export(sketch, tmp_path / "job")
+    result = _write_result(exported, seed=5)
+    writeback.apply_result(bpy.context, sketch, exported)
+
+    assert worst_error(exported, result, _keyed_frames(), list(range(FRAMES))) < TOLERANCE_PX
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    for result_object in result_objects().values():
+        evaluated = result_object.evaluated_get(depsgraph)
+        layer = evaluated.data.layers[0]
+        points = scene_model.read_attribute(layer.current_frame().drawing.attributes["position"])
+        world = np.array(evaluated.matrix_world @ layer.matrix_local)
+        seen = points @ world[:3, :3].T + world[:3, 3]
+        assert np.allclose(seen[:, 1], -2.0, atol=1e-5)  # in the sketch's plane
+        assert np.abs(seen[:, [0, 2]].mean(axis=0) - (3.0, 1.5)).max() < importer.CANVAS_SIZE_M / 2  # on its canvas

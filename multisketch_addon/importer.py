@@ -19,18 +19,16 @@ basic shapes (`<rect>`, `<circle>`, ...) are drawn into the background: the engi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import blf
 import bpy
 import numpy as np
 from bpy.props import StringProperty
 from mathutils import Matrix
 
-from . import scene_model
+from . import scene_model, text_fit
 from .contract import errors, svg, tables
 
 if TYPE_CHECKING:
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 CANVAS_SIZE_M = 2.0  # the canvas's longer side in Blender units, as wide as the default cube
 HANDLE_FREE = 0  # handle_type_left/right value: the handle stays where it is put
 DIALOG_WIDTH = 500  # px at UI scale 1: the dialog shown when an SVG is dropped on the viewport
-UNIT = 20  # px at UI scale 1: Blender's UI unit (a button's height, the folder icon's width)
 GAP_M = 0.05 * CANVAS_SIZE_M  # between a moved sketch and the objects it was moved clear of
 # Object types whose geometry can hide strokes (cameras, lights and empties draw no surface).
 SOLID_TYPES = frozenset({"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME", "GREASEPENCIL"})
@@ -259,29 +256,8 @@ def _draw(drawing: bpy.types.GreasePencilDrawing, strokes: list[_Stroke], canvas
 
 
 def path_lines(path: str, width_px: float) -> list[str]:
-    """`path` broken after its separators into lines that each fit `width_px` in the UI's font, to read whole.
-
-    A part with no separator that is wider than a line is cut where it must be.
-    """
-    preferences = bpy.context.preferences
-    scale = preferences.system.ui_scale or preferences.view.ui_scale  # the first is 0 without a window
-    blf.size(0, preferences.ui_styles[0].widget.points * scale)
-
-    def fits(text: str) -> bool:
-        return blf.dimensions(0, text)[0] <= width_px
-
-    parts = re.findall(r"[^/\\]*[/\\]|[^/\\]+$", path)  # each folder with its separator, then the file
-    lines: list[str] = []
-    for part in parts:
-        if lines and fits(lines[-1] + part):
-            lines[-1] += part
-            continue
-        lines.append("")
-        for char in part:
-            if lines[-1] and not fits(lines[-1] + char):
-                lines.append("")
-            lines[-1] += char
-    return lines
+    """`path` broken after its separators into lines that each fit `width_px`, to read it whole."""
+    return text_fit.fitted_lines(path, width_px, breaks="/\\")
 
 
 def _parent_collection(context: bpy.types.Context) -> bpy.types.Collection:
@@ -323,10 +299,10 @@ class MULTISKETCH_OT_import_svg(bpy.types.Operator):
         layout.prop(self, "objects_file", text="")
         if not self.objects_file:
             return
-        scale = context.preferences.system.ui_scale or context.preferences.view.ui_scale
-        in_browser = context.area is not None and context.area.type == "FILE_BROWSER" and context.region is not None
-        width = context.region.width if in_browser else DIALOG_WIDTH * scale
-        lines = path_lines(bpy.path.abspath(self.objects_file), width - 2 * UNIT * scale)  # less icon and padding
+        in_browser = context.area is not None and context.area.type == "FILE_BROWSER"
+        width = text_fit.region_width(context, 250) if in_browser else DIALOG_WIDTH * text_fit.ui_scale(context)
+        room = width - 2 * text_fit.UNIT * text_fit.ui_scale(context)  # less the folder icon and the padding
+        lines = path_lines(bpy.path.abspath(self.objects_file), room)
         if len(lines) > 1:
             column = layout.column(align=True)
             for line in lines:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import bpy
 
-from . import job_export, scene_model, writeback
+from . import job_export, scene_model, text_fit, writeback
 
 CATEGORY = "MultiSketch"
+SIDEBAR_WIDTH = 280  # px at UI scale 1: a new sidebar's width (292 px at scale 1.04), for drawing without a window
+MESSAGE_MARGIN_UNITS = 4.5  # the sidebar's width less a label's text room, in UI units (see `message_room`)
 
 
 def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
@@ -25,6 +27,15 @@ def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
         return job_export.sketch_to_animate(context)
     except job_export.JobExportError:
         return None
+
+
+def message_room(context: bpy.types.Context) -> float:
+    """The width (px) a label's text has in the sidebar: the region less its tabs, the panel's margins and an icon.
+
+    Measured in Blender 5.2: a 292 px sidebar gives a label beside an icon about 207 px.
+    """
+    scale = text_fit.ui_scale(context)
+    return text_fit.region_width(context, SIDEBAR_WIDTH) - MESSAGE_MARGIN_UNITS * text_fit.UNIT * scale
 
 
 def _has_operator(idname: str) -> bool:
@@ -182,8 +193,10 @@ class MULTISKETCH_PT_animate(_SketchPanel):
         else:
             _operator(layout, "multisketch.animate", text="Animate with SDS", icon="PLAY")
         message = getattr(job, "message", "")
-        if message and not running:
-            layout.label(text=message, icon="INFO")
+        if message and not running:  # on as many lines as the sidebar's width needs: one label would cut it off
+            column = layout.column(align=True)
+            for number, line in enumerate(text_fit.fitted_lines(message, message_room(context))):
+                column.label(text=line.rstrip(" "), icon="INFO" if number == 0 else "BLANK1")
         sketch = active_sketch(context)
         if not running and writeback.has_result(sketch):
             layout.operator(MULTISKETCH_OT_clear_animation.bl_idname, icon="TRASH")

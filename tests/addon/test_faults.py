@@ -15,15 +15,19 @@ import threading
 import time
 from pathlib import Path
 
+import blf
 import bpy
 import numpy as np
 import pytest
 
 from tests.addon.conftest import addon_module, addon_preferences, reset_scene
+from tests.addon.test_end_to_end import _draw_sidebar
 from tests.conftest import REPO, needs_shared_sketches
 
 animate = addon_module("animate")
 scene_model = addon_module("scene_model")
+text_fit = addon_module("text_fit")
+ui = addon_module("ui")
 
 
 @pytest.fixture
@@ -225,6 +229,13 @@ def test_cancel_stops_the_engine_within_2s_and_keeps_scene_and_job(sketch: bpy.t
     shown = bpy.context.window_manager.multisketch_job.message  # the sidebar's line: the folder's name only
     assert str(job.exported.job_dir) in message and str(job.exported.job_dir) not in shown
     assert job.exported.job_dir.name in shown
+    # ...drawn on as many lines as the sidebar needs, none cut off, the folder's name whole on one
+    room = ui.message_room(bpy.context)  # 280 px less tabs, margins and an icon: 190 px
+    assert room == ui.SIDEBAR_WIDTH - ui.MESSAGE_MARGIN_UNITS * text_fit.UNIT
+    lines = [text for kind, text, *_ in _draw_sidebar(bpy.context) if kind == "label" and text and text in shown]
+    assert len(lines) >= 2 and " ".join(lines) == shown
+    assert all(blf.dimensions(0, line)[0] <= room for line in lines)
+    assert any(job.exported.job_dir.name in line for line in lines)
     assert _scene_state() == before and animate.running_job() is None
     assert not bpy.context.window_manager.multisketch_job.running
     assert _jobs(tmp_path) == [job.exported.job_dir] and (job.exported.job_dir / "job.json").is_file()
@@ -266,6 +277,8 @@ def test_engine_killed_mid_run_gives_clear_error_and_loses_nothing(sketch: bpy.t
     again = animate.start_job(bpy.context)  # the same settings continue after the finished first stage
     try:
         assert again.resumed and again.exported.job_dir == kept
+        (progress,) = [entry for entry in _draw_sidebar(bpy.context) if entry[0] == "progress"]
+        assert progress[1] == "resuming"  # not "step 0/N" until the engine's first step says where it is
     finally:
         again.cancel()
         again.conclude(bpy.context, again.process.wait())

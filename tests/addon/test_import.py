@@ -246,7 +246,7 @@ def test_a_stroke_table_path_too_long_for_the_file_browsers_side_panel_is_shown_
     import blf
 
     path = "/home/someone/Documents/Drawings/2026/children in the park with a kite/objects.tsv"
-    width = 250 - 2 * importer.UNIT  # the side panel, less the folder icon and the field's padding
+    width = 250 - 2 * addon_module("text_fit").UNIT  # the side panel, less the folder icon and the field's padding
     lines = importer.path_lines(path, width)
     assert "".join(lines) == path
     assert len(lines) >= 3

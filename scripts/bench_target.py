@@ -5,7 +5,8 @@ sketch.svg, objects.tsv, caption.txt, trajectories.tsv) and measures, per object
 between the planned displacement of the object's box centre and the displacement of the object's
 centre (mean of its control points) in result.json. Prints a Markdown table.
 
-    python scripts/bench_target.py DATASET_DIR [--sketches N] [--size 128] [--frames 8] [--steps 300]
+    python scripts/bench_target.py DATASET_DIR [--sketches N] [--part all|tuning|evaluation] [--size 128]
+        [--frames 8] [--steps 300]
 """
 
 from __future__ import annotations
@@ -89,12 +90,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--sketches", type=int, default=10, help="how many sketches (sorted by name)")
+    parser.add_argument(
+        "--part",
+        choices=("all", "tuning", "evaluation"),
+        default="all",
+        help="the first or second half by name (the split scripts/bench_noise.py uses), or all",
+    )
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    folders = sorted(p for p in args.dataset.iterdir() if (p / "trajectories.tsv").is_file())[: args.sketches]
+    folders = sorted(p for p in args.dataset.iterdir() if (p / "trajectories.tsv").is_file())
+    half = len(folders) // 2
+    folders = {"all": folders, "tuning": folders[:half], "evaluation": folders[half:]}[args.part][: args.sketches]
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     machine = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.processor() or 'x86-64'})"
     print(f"size {args.size}, frames {args.frames}, steps {args.steps} per stage, device {device}: {machine}\n")

@@ -7,6 +7,7 @@ Bad input ends with one line on standard error and exit code 2, never a tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -120,8 +121,11 @@ def _install_stop_handlers(reporter: ProgressReporter, watch_input: bool) -> _St
     if watch_input:
 
         def wait_for_end_of_input() -> None:
+            # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds its lock, and the interpreter
+            # aborts at exit when it cannot take it.
             try:
-                while sys.stdin.buffer.read(4096):
+                descriptor = sys.stdin.fileno()
+                while os.read(descriptor, 4096):
                     pass
             except (OSError, ValueError):
                 pass

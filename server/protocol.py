@@ -24,8 +24,9 @@ DEVICES = ("auto", "cpu", "cuda")
 # stage where one moving object has nothing else to meet (Live-Sketch's setting); "iterative" always has it;
 # "objects" has only the objects' own stages; "joint" only one stage of all objects together, global motion too.
 SCHEDULES = ("auto", "iterative", "objects", "joint")
-# Adam-speed multipliers of the global motion heads (see server/motion.py, AmplifiedLinear). Chosen with the learned
-# known-answer prior on procedural sketches (scripts/bench_sds.py, BENCHMARKS.md); Live-Sketch's are all 1.
+# Adam-speed multipliers of the global motion heads (see server/motion.py, AmplifiedLinear); Live-Sketch's are all 1.
+# Tuned with the target prior on the shared sketches, kept after the noise benchmark's tuning half (target pull plus
+# Gaussian noise, scripts/bench_noise.py): there gains of 1 or 30 miss planned motions by tens of px (BENCHMARKS.md).
 HEAD_GAINS = {"translation": 600.0, "rotation": 10.0, "shear": 10.0, "scale": 20.0}
 # "remove": local offsets lose their per-frame affine part while optimizing (all rigid motion is global);
 # "keep": they may carry it, and its translation is moved into the global motion when the result is written.

@@ -6,7 +6,8 @@ display) and checks what a person would look at, with screenshots saved for a pe
 
 1. the extension zip (scripts/build_extension.py) installed into a fresh Blender user folder;
 2. a sketch imported and the sidebar's MultiSketch tab open;
-3. Animate with SDS run through `invoke` (the modal operator) with the Tiny prior: a progress bar;
+3. Animate with SDS run through `invoke` (the modal operator) with the Tiny prior: a progress bar, filled as far as
+   the job reports;
 4. Esc cancels it; a second Animate resumes and runs to the end: the result's strokes are drawn as
    curves (the viewport shows the same pixels after the file is saved and opened again);
 5. Ctrl+Z takes the whole result back.
@@ -41,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SKETCH = REPO / "examples" / "dog_and_ball"
 STEPS = 40  # per stage, at 32 px: long enough to see the progress and press Esc, a minute to finish
+BAR_FROM = 0.05  # the progress the bar's screenshot waits for: its filled part is then 10 px wide, not a sliver
 
 
 # --- Inside Blender: run the code files the checker drops into a folder ----------------------------
@@ -155,8 +157,9 @@ def box(r):
     return {"x": r.x, "y": window.height - r.y - r.height, "width": r.width, "height": r.height}
 sidebar, view = box(regions["UI"]), box(regions["WINDOW"])
 view["width"] = sidebar["x"] - view["x"]  # the part of the viewport that the sidebar does not cover
+bar = bpy.context.preferences.themes[0].user_interface.wcol_progress
 result = {"sidebar": sidebar, "view": view, "tab": regions["UI"].active_panel_category,
-          "progress": [round(255 * c) for c in bpy.context.preferences.themes[0].user_interface.wcol_progress.item[:3]]}
+          "progress": [round(255 * c) for c in bar.item[:3]], "progress_empty": [round(255 * c) for c in bar.inner[:3]]}
 """
 
 VIEW3D = """
@@ -226,11 +229,15 @@ def _in_the_window(blender: Blender, out: Path, engine_python: Path) -> list[tup
     results.append(("the imported sketch is drawn", _dark_pixels(_crop(pixels, layout["view"])) > 200, ""))
 
     blender.run(VIEW3D + "with bpy.context.temp_override(**override): bpy.ops.multisketch.animate('INVOKE_DEFAULT')")
-    blender.wait_for("bpy.context.window_manager.multisketch_job.step > 0", timeout=180)
+    # Past 5%, so that the bar's filled part (a sliver at 1 step of 120) is wide enough to find and measure.
+    blender.wait_for(f"bpy.context.window_manager.multisketch_job.progress >= {BAR_FROM}", timeout=180)
     layout = blender.run(LAYOUT)
+    job = "bpy.context.window_manager.multisketch_job"
+    before = blender.run(f"result = {job}.progress")
     pixels = _screenshot(out / "2-progress.png")
-    bar = _count_near(_crop(pixels, layout["sidebar"]), tuple(layout["progress"]))
-    results.append(("a progress bar while the job runs", bar > 50, f"{bar} pixels of the progress colour"))
+    after, text = blender.run(f"result = [{job}.progress, f'{{{job}.stage}} step {{{job}.step}}/{{{job}.steps}}']")
+    bar = _progress_bar(_crop(pixels, layout["sidebar"]), tuple(layout["progress"]), tuple(layout["progress_empty"]))
+    results.append(("a progress bar while the job runs", *_bar_agrees(bar, before, after, text)))
 
     view_centre = (
         layout["view"]["x"] + layout["view"]["width"] // 2,
@@ -280,8 +287,63 @@ def _dark_pixels(pixels: list) -> int:
     return sum(max(p) < 80 for row in pixels for p in row)
 
 
-def _count_near(pixels: list, colour: tuple, tolerance: int = 12) -> int:
-    return sum(all(abs(a - b) <= tolerance for a, b in zip(p, colour, strict=True)) for row in pixels for p in row)
+def _near(pixel: tuple, colour: tuple, tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def _progress_bar(pixels: list, filled: tuple, empty: tuple) -> dict | None:
+    """The progress bar found by its shape, as a person sees it at any progress: at least 10 rows that begin in the
+    filled colour and go on in the empty one across half the region or more. None if there is none.
+
+    A count of filled pixels alone depends on how far the job is (2 steps of 120 fill a few pixels)."""
+
+    def run_end(row: list, start: int, colours: tuple) -> int:
+        """The last x of the run from `start` of pixels in `colours`, across gaps of 2 px (the filled part's outline);
+        the bar's text breaks some rows' runs sooner."""
+        x, end = start, start
+        while x + 1 < len(row) and x - end < 3:
+            x += 1
+            if any(_near(row[x], c) for c in colours):
+                end = x
+        return end
+
+    bands: list[list[tuple]] = []  # runs of consecutive rows with the same left edge (+-2: rounded corners)
+    for y, row in enumerate(pixels):
+        left = next((x for x, p in enumerate(row) if _near(p, filled)), None)
+        if left is None or not all(_near(p, filled) for p in row[left : left + 3]):
+            continue
+        found = (y, left, run_end(row, left, (filled, empty)), run_end(row, left, (filled,)))
+        last = bands[-1][-1] if bands else None
+        if last and y == last[0] + 1 and abs(left - last[1]) <= 2:
+            bands[-1].append(found)
+        else:
+            bands.append([found])
+    for band in sorted(bands, key=len, reverse=True):
+        # The rows above and below the text show the whole bar: the longest runs.
+        left, right, fill = sorted(r[1] for r in band)[len(band) // 2], max(r[2] for r in band), max(r[3] for r in band)
+        if len(band) >= 10 and right - left + 1 >= len(pixels[0]) // 2:
+            return {
+                "x": left,
+                "y": band[0][0],
+                "width": right - left + 1,
+                "height": len(band),
+                "filled": fill - left + 1,
+            }
+    return None
+
+
+def _bar_agrees(bar: dict | None, before: float, after: float, text: str) -> tuple[bool, str]:
+    """Whether the bar's filled part matches the job's progress, read just before and after the screenshot (4 px of
+    slack for the outlines and their antialiasing): a bar stuck at one width, or not drawn, fails."""
+    if bar is None:
+        return False, f"no progress bar in the sidebar while the job reports {text}"
+    low = before * bar["width"] - 4
+    high = after * bar["width"] + 4
+    detail = (
+        f"{bar['width']}x{bar['height']} px bar at {bar['x']},{bar['y']} of the sidebar, {bar['filled']} px filled; "
+        f"{low:.0f}-{high:.0f} px expected from progress {before:.3f}-{after:.3f} ({text})"
+    )
+    return low <= bar["filled"] <= high, detail
 
 
 def main() -> int:

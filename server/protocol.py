@@ -88,6 +88,7 @@ class JobSpec:
 
     def validate(self) -> None:
         """Raise UserError naming the first field that cannot work; stroke ranges are checked later."""
+        self._check_types()
         if self.version != PROTOCOL_VERSION:
             raise UserError(f"job spec version {self.version} is not supported (this engine reads {PROTOCOL_VERSION})")
         if not self.prompt or not self.prompt.strip():
@@ -139,6 +140,18 @@ class JobSpec:
             if obj.prompt is not None and not obj.prompt.strip():
                 obj.prompt = None
 
+    def _check_types(self) -> None:
+        """Every field of the JSON type its definition says: a job.json written by hand gets a message, not a crash."""
+        for name, kind in _FIELD_TYPES.items():
+            _check_type(f"job spec field {name!r}", getattr(self, name), kind)
+        for obj in self.objects:
+            if not isinstance(obj, ObjectSpec):
+                raise UserError(f"every object of the job spec must be a JSON object (got {obj!r:.60})")
+            _check_type("an object's 'name'", obj.name, str)
+            _check_type(f"object {obj.name!r}'s 'prompt'", obj.prompt, (str, type(None)))
+            _check_type(f"object {obj.name!r}'s 'static'", obj.static, bool)
+            _check_type(f"object {obj.name!r}'s 'strokes'", obj.strokes, list)
+
     def check_strokes(self, stroke_count: int) -> None:
         """Raise UserError if an object names a stroke the sketch does not have."""
         for obj in self.objects:
@@ -164,8 +177,10 @@ class JobSpec:
         if unknown:
             raise UserError(f"the job spec has unknown field(s): {', '.join(unknown)}")
         try:
-            objects = [ObjectSpec(**obj) for obj in data.get("objects", [])]
-            return cls(**{**data, "objects": objects})
+            listed = data.get("objects", [])
+            if isinstance(listed, list):
+                listed = [ObjectSpec(**obj) if isinstance(obj, dict) else obj for obj in listed]
+            return cls(**{**data, "objects": listed})
         except TypeError as exc:
             raise UserError(f"the job spec is malformed: {exc}") from None
 
@@ -181,6 +196,28 @@ class JobSpec:
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read the job spec {path}: {exc}") from None
         return cls.from_dict(data)
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+               dict: "an object", type(None): "null"}  # fmt: skip
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "sketch": str, "prompt": str, "objects": list, "frames": int, "steps": int, "size": int, "seed": int,
+    "prior": str, "model": str, "target_plan": (str, type(None)), "device": str, "guidance_local": float,
+    "guidance_global": float, "checkpoint_every": int, "schedule": str, "head_gains": dict,
+    "local_affine": str, "joint_global": bool, "version": int,
+}  # fmt: skip
+
+
+def _check_type(what: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    """UserError unless `value` is of `kind`; JSON's true/false are not numbers, and an integer is a number."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool):
+        ok = bool in kinds
+    else:
+        ok = isinstance(value, kinds) or (float in kinds and isinstance(value, int))
+    if not ok:
+        wanted = " or ".join(_JSON_NAMES[k] for k in kinds)
+        raise UserError(f"{what} must be {wanted} (got {json.dumps(value)[:60]})")
 
 
 def toy_settings() -> dict[str, int]:

@@ -14,6 +14,7 @@ from .errors import UserError
 
 Box = tuple[float, float, float, float]
 _BOX = re.compile(r"\[\s*([^\]]*?)\s*\]")
+_INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits only ("²".isdigit() is true), and no 5,000-digit numbers
 
 
 def _read_rows(path: Path, what: str) -> list[tuple[int, str, str]]:
@@ -51,8 +52,9 @@ def read_stroke_table(path: Path, stroke_count: int | None = None) -> dict[str, 
         indices = []
         for token in rest.split(","):
             token = token.strip()
-            if not token.isdigit():
-                raise UserError(f"{where}: {token!r} is not a stroke index (0-based integer)")
+            if not _INDEX.fullmatch(token):
+                shown = token if len(token) <= 20 else token[:20] + "..."
+                raise UserError(f"{where}: {shown!r} is not a stroke index (0-based integer)")
             index = int(token)
             if index in owner:
                 raise UserError(f"{where}: stroke {index} is in both {owner[index]!r} and {name!r}")

@@ -259,3 +259,48 @@ def test_a_closed_output_pipe_stops_the_engine_without_a_traceback(tmp_path: Pat
     assert process.wait(timeout=120) == protocol.EXIT_CANCELLED
     assert "Traceback" not in process.stderr.read()
     assert (tmp_path / "job" / protocol.CHECKPOINTS_DIR / "latest.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("frames", "24", "'frames' must be an integer"),
+        ("frames", 4.5, "'frames' must be an integer"),
+        ("steps", "10", "'steps' must be an integer"),
+        ("seed", "0", "'seed' must be an integer"),
+        ("guidance_local", "30", "'guidance_local' must be a number"),
+        ("checkpoint_every", None, "'checkpoint_every' must be an integer"),
+        ("sketch", 5, "'sketch' must be a string"),
+        ("prompt", 7, "'prompt' must be a string"),
+        ("version", "1", "'version' must be an integer"),
+        ("objects", {"a": [0]}, "'objects' must be a list"),
+        ("object_name", 3, "'name' must be a string"),
+        ("object_static", "false", "'static' must be true or false"),
+    ],
+)
+def test_a_hand_written_job_spec_of_the_wrong_types_gets_exit_2_and_no_traceback(
+    field: str, value: object, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path / "sketch.svg", TWO_STROKES)
+    spec = protocol.JobSpec(
+        sketch="sketch.svg", prompt="things move", objects=[protocol.ObjectSpec("a", [0])], prior="tiny"
+    ).to_dict()
+    if field.startswith("object_"):
+        spec["objects"][0][field.removeprefix("object_")] = value
+    else:
+        spec[field] = value
+    (tmp_path / protocol.JOB_SPEC).write_text(json.dumps(spec))
+    assert main(["run", str(tmp_path), "--progress", "none"]) == protocol.EXIT_BAD_INPUT
+    errors = capsys.readouterr().err
+    assert expected in errors and "Traceback" not in errors
+
+
+@pytest.mark.parametrize("index", ["²", "1" * 5000, "-1", "1.0"])
+def test_a_stroke_index_that_is_not_a_plain_number_is_refused_by_name(index: str, tmp_path: Path) -> None:
+    sketch = _write(tmp_path / "sketch.svg", TWO_STROKES)
+    table = _write(tmp_path / "objects.tsv", f"a\t0,{index}\n")
+    out = tmp_path / "out"
+    done = _engine("animate", str(sketch), "--objects", str(table), "--prompt", "x", "--out", str(out), *SMALL)
+    assert done.returncode == protocol.EXIT_BAD_INPUT
+    assert "is not a stroke index" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr) < 400, "the message quotes the bad index whole"

@@ -3,3 +3,5 @@
 Importing this package is cheap: torch and diffusers are imported only by the modules that need them,
 so the Blender add-on can import `server.protocol` and `server.tables` without either.
 """
+
+__version__ = "0.1.0"  # the extension's version (blender_manifest.toml); tests/test_packaging.py keeps them equal

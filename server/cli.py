@@ -7,6 +7,7 @@ Bad input ends with one line on standard error and exit code 2, never a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -16,20 +17,47 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import protocol
+from . import __version__, protocol
 from .errors import UserError
 from .progress import ProgressReporter
 from .protocol import JobSpec, ObjectSpec
+
+EXAMPLES = f"""examples:
+  python -m server animate sketch.svg --objects objects.tsv --prompt "a dog chases a ball" --out jobs/dog
+  python -m server animate sketch.svg --prompt "the ball moves up" --prior toy --out jobs/toy
+  python -m server run jobs/dog --resume
+
+exit codes: {protocol.EXIT_OK} done, {protocol.EXIT_FAILED} internal failure (details in the job's log.txt),
+  {protocol.EXIT_BAD_INPUT} bad input (one line saying what to fix),
+  {protocol.EXIT_CANCELLED} cancelled (--resume continues)
+"""
+# The job spec's own defaults: the command line shows and uses them, it does not keep its own.
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(JobSpec)}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default where it has a telling one; the examples and exit codes as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        silent = default is None or default is False or default is argparse.SUPPRESS or default == []
+        shown = not silent and action.option_strings
+        return f"{action.help} (default: %(default)s)" if shown and action.help else action.help
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m server",
         description="Animate a multi-object vector sketch with a text-to-video prior (score distillation).",
+        epilog=EXAMPLES,
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    animate = commands.add_parser("animate", help="animate an SVG sketch into a job folder")
+    animate = commands.add_parser(
+        "animate", help="animate an SVG sketch into a job folder", epilog=EXAMPLES, formatter_class=_HelpFormatter
+    )
     animate.add_argument("sketch", type=Path, help="the SVG sketch")
     animate.add_argument("--prompt", required=True, help="what happens in the scene")
     animate.add_argument("--out", required=True, type=Path, help="the job folder to write (created if missing)")
@@ -38,31 +66,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--object-prompt", action="append", default=[], metavar="NAME=TEXT", help="an object's own prompt"
     )
     animate.add_argument("--static", action="append", default=[], metavar="NAME", help="an object that stays still")
-    animate.add_argument("--prior", choices=protocol.PRIORS, default="modelscope")
-    animate.add_argument("--model", default=protocol.DEFAULT_MODEL, help="hub id or local folder of the model")
+    animate.add_argument("--prior", choices=protocol.PRIORS, default=_DEFAULTS["prior"], help="the video model")
+    animate.add_argument("--model", default=_DEFAULTS["model"], help="hub id or local folder of the model")
     animate.add_argument("--target-plan", type=Path, help="motion plan for the target prior (trajectories.tsv)")
-    animate.add_argument("--frames", type=int, help="frames of the animation (default 24; toy prior: its own)")
-    animate.add_argument("--steps", type=int, help="iterations per stage (default 1000; toy prior: its own)")
-    animate.add_argument("--size", type=int, help="render size in pixels (default 256; toy prior: its own)")
-    animate.add_argument("--device", choices=protocol.DEVICES, default="auto")
-    animate.add_argument("--seed", type=int, default=0)
-    animate.add_argument("--guidance-local", type=float, default=30.0)
-    animate.add_argument("--guidance-global", type=float, default=10.0)
-    animate.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     animate.add_argument(
-        "--schedule", choices=protocol.SCHEDULES, default="auto", help="which stages run (docs/job-format.md)"
+        "--frames", type=int, help=f"frames of the animation (default: {_DEFAULTS['frames']}; toy prior: its own)"
+    )
+    animate.add_argument(
+        "--steps", type=int, help=f"iterations per stage (default: {_DEFAULTS['steps']}; toy prior: its own)"
+    )
+    animate.add_argument(
+        "--size", type=int, help=f"render size in pixels (default: {_DEFAULTS['size']}; toy prior: its own)"
+    )
+    animate.add_argument("--device", choices=protocol.DEVICES, default=_DEFAULTS["device"], help="where to compute")
+    animate.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="the same seed gives the same result")
+    animate.add_argument(
+        "--guidance-local", type=float, default=_DEFAULTS["guidance_local"], help="guidance of the local pass"
+    )
+    animate.add_argument(
+        "--guidance-global", type=float, default=_DEFAULTS["guidance_global"], help="guidance of the global pass"
+    )
+    animate.add_argument(
+        "--checkpoint-every", type=int, default=_DEFAULTS["checkpoint_every"], help="steps between checkpoints"
+    )
+    animate.add_argument(
+        "--schedule",
+        choices=protocol.SCHEDULES,
+        default=_DEFAULTS["schedule"],
+        help="which stages run (docs/job-format.md)",
     )
     animate.add_argument(
         "--head-gain", action="append", default=[], metavar="HEAD=GAIN", help="a global motion head's gain"
     )
     animate.add_argument(
-        "--local-affine", choices=protocol.LOCAL_AFFINE, default="remove", help="may local offsets carry rigid motion"
+        "--local-affine",
+        choices=protocol.LOCAL_AFFINE,
+        default=_DEFAULTS["local_affine"],
+        help="may local offsets carry rigid motion",
     )
     animate.add_argument("--joint-global", action="store_true", help="the joint stage trains global motion too")
     animate.add_argument("--resume", action="store_true", help="continue the interrupted job in --out")
     _add_progress(animate)
 
-    run = commands.add_parser("run", help="run the job spec in a job folder (as written by the Blender add-on)")
+    run = commands.add_parser(
+        "run",
+        help="run the job spec in a job folder (as written by the Blender add-on)",
+        epilog=EXAMPLES,
+        formatter_class=_HelpFormatter,
+    )
     run.add_argument("job", type=Path, help="job folder holding job.json")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     _add_progress(run)
@@ -203,8 +254,7 @@ def _run_sizes(args: argparse.Namespace) -> dict[str, int]:
     if args.prior == "toy":
         defaults = protocol.toy_settings()
     else:
-        fields = JobSpec.__dataclass_fields__
-        defaults = {key: fields[key].default for key in ("frames", "steps", "size")}
+        defaults = {key: _DEFAULTS[key] for key in ("frames", "steps", "size")}
     return {key: defaults[key] if getattr(args, key) is None else getattr(args, key) for key in defaults}
 
 
@@ -228,13 +278,20 @@ def _animate(args: argparse.Namespace, reporter: ProgressReporter, should_stop: 
                 f"{args.out} holds a job with other settings ({', '.join(changed)}): "
                 "resume it with the same flags, or choose another --out folder"
             )
-    else:
-        folder.create()
-        spec.sketch = folder.copy_input(args.sketch, "sketch.svg")
-        if args.target_plan:
-            spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
-        spec.save(folder.spec)
-    return _run_folder(folder.path, args.resume, reporter, should_stop)
+        return _run_folder(folder.path, args.resume, reporter, should_stop)
+    before = folder.contents()
+    folder.create()
+    spec.sketch = folder.copy_input(args.sketch, "sketch.svg")
+    if args.target_plan:
+        spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
+    spec.save(folder.spec)
+    try:
+        return _run_folder(folder.path, args.resume, reporter, should_stop)
+    except UserError:
+        if not any(folder.checkpoints.iterdir()):  # nothing computed: the corrected command starts afresh
+            reporter.attach_log(None)
+            folder.discard_all_but(before)
+        raise
 
 
 def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest) -> int:

@@ -55,6 +55,21 @@ class JobFolder:
         except OSError as exc:
             raise UserError(f"cannot create the output folder {self.path}: {exc.strerror or exc}") from None
 
+    def contents(self) -> set[Path] | None:
+        """What the folder holds now (None: it does not exist), for `discard_all_but`."""
+        return set(self.path.iterdir()) if self.path.is_dir() else None
+
+    def discard_all_but(self, before: set[Path] | None) -> None:
+        """Remove what this run added (everything, with the folder, if it made the folder), never the user's files."""
+        if before is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for path in set(self.path.iterdir()) - before:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
     def holds_job(self) -> bool:
         return self.spec.is_file()
 

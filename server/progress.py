@@ -16,20 +16,20 @@ class ProgressReporter:
     """Turns the schedule's events into the chosen output, and into the job's log."""
 
     def __init__(self, mode: str) -> None:
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "none"
+        if mode == "auto":  # off a terminal no bar, but still a line per stage and where the result is
+            mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode
         self._log: Callable[[str], None] | None = None
         self._bar_open = False
         self.reader_gone = False  # what read our output has closed it (a crashed parent, `| head`)
 
-    def attach_log(self, log: Callable[[str], None]) -> None:
+    def attach_log(self, log: Callable[[str], None] | None) -> None:
         self._log = log
 
     def event(self, name: str, **fields: Any) -> None:
         if self.mode == "json":
             self._print(encode_event(name, **fields), sys.stdout)
-        elif self.mode == "bar":
+        elif self.mode in ("bar", "lines"):
             self._draw(name, fields)
         if self._log and (name != "step" or fields.get("step") == fields.get("steps")):
             self._log(encode_event(name, **fields))
@@ -61,7 +61,7 @@ class ProgressReporter:
                 pass
 
     def _draw(self, name: str, fields: dict[str, Any]) -> None:
-        if name == "step":
+        if name == "step" and self.mode == "bar":
             filled = round(BAR_WIDTH * fields["progress"])
             eta = _format_seconds(fields.get("eta_s"))
             line = (

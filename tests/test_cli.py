@@ -304,3 +304,27 @@ def test_a_stroke_index_that_is_not_a_plain_number_is_refused_by_name(index: str
     assert done.returncode == protocol.EXIT_BAD_INPUT
     assert "is not a stroke index" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr) < 400, "the message quotes the bad index whole"
+
+
+def test_a_job_refused_before_its_first_step_leaves_no_folder_behind_so_the_corrected_run_starts(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "job"
+    base = [*_cat11(out), "--prior", "tiny", "--frames", "3", "--steps", "1", "--progress", "none"]
+    refused = _engine(*base, "--size", "40")  # not a multiple of what the model downsamples by
+    assert refused.returncode == protocol.EXIT_BAD_INPUT and "multiple" in refused.stderr
+    assert not out.exists()
+    assert _engine(*base, "--size", "32").returncode == protocol.EXIT_OK
+
+
+def test_off_a_terminal_the_engine_still_says_each_stage_and_where_the_result_is(tmp_path: Path) -> None:
+    done = _engine(*_cat11(tmp_path / "job"), "--prior", "tiny", "--frames", "3", "--steps", "1", "--size", "32")
+    assert done.returncode == protocol.EXIT_OK
+    assert f"done: {tmp_path / 'job' / protocol.RESULT}" in done.stderr
+    assert "stage: object:" in done.stderr and "\r" not in done.stderr
+
+
+def test_help_shows_defaults_examples_and_exit_codes_and_there_is_a_version() -> None:
+    shown = " ".join(_engine("animate", "--help").stdout.split())
+    assert "(default: 0)" in shown and "(default: 24;" in shown and "examples:" in shown and "exit codes:" in shown
+    assert _engine("--version").stdout.strip().startswith("python -m server ")

@@ -130,3 +130,12 @@ def test_zip_installs_and_enables_in_a_fresh_blender_user_folder(archive: Path, 
     assert Path(report["engine_root"]) == installed
     assert (installed / "server" / "protocol.py").is_file()
     assert (installed / "requirements" / "engine.txt").is_file()
+
+
+def test_the_engine_reports_the_extensions_version() -> None:
+    import tomllib
+
+    import server
+
+    manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
+    assert server.__version__ == manifest["version"]

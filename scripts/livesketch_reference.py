@@ -233,11 +233,11 @@ def reference_animation(spec: JobSpec, sketch: Sketch, prior: Prior, device: tor
 
 def main(argv: list[str] | None = None) -> int:
     """Run the reference on one sketch and save object name -> (F, P, 2) control points as an .npz."""
+    from server.cli import objects_from_flags
     from server.devices import resolve_device
     from server.errors import UserError
     from server.priors import load_prior
-    from server.sketch import default_objects, load_svg
-    from server.tables import read_stroke_table
+    from server.sketch import load_svg
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sketch", type=Path, help="the SVG sketch")
@@ -259,18 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sketch = load_svg(args.sketch)
-        table = read_stroke_table(args.objects, len(sketch.strokes)) if args.objects else None
-        objects = [ObjectSpec(n, s) for n, s in table.items()] if table else default_objects(sketch)
-        by_name = {obj.name: obj for obj in objects}
-        for item in args.object_prompt:
-            name, equals, text = item.partition("=")
-            if not equals or name not in by_name:
-                raise UserError(f"--object-prompt {item!r}: expected NAME=TEXT with NAME one of {', '.join(by_name)}")
-            by_name[name].prompt = text
-        for name in args.static:
-            if name not in by_name:
-                raise UserError(f"--static {name!r}: no such object (objects: {', '.join(by_name)})")
-            by_name[name].static = True
+        objects = objects_from_flags(sketch, args.objects, args.object_prompt, args.static)
         spec = JobSpec(
             sketch=str(args.sketch),
             prompt=args.prompt,

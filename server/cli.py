@@ -15,12 +15,15 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, protocol
 from .errors import UserError
 from .progress import ProgressReporter
 from .protocol import JobSpec, ObjectSpec
+
+if TYPE_CHECKING:
+    from .sketch import Sketch
 
 EXAMPLES = f"""examples:
   python -m server animate sketch.svg --objects objects.tsv --prompt "a dog chases a ball" --out jobs/dog
@@ -188,25 +191,10 @@ def _install_stop_handlers(reporter: ProgressReporter, watch_input: bool) -> _St
 
 def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
     """The job spec the flags describe, checked against the sketch (paths still the user's)."""
-    from .sketch import default_objects, load_svg
-    from .tables import read_stroke_table
+    from .sketch import load_svg
 
     sketch = load_svg(args.sketch)
-    if args.objects:
-        table = read_stroke_table(args.objects, len(sketch.strokes))
-        objects = [ObjectSpec(name, strokes) for name, strokes in table.items()]
-    else:
-        objects = default_objects(sketch)
-    by_name = {obj.name: obj for obj in objects}
-    for item in args.object_prompt:
-        name, equals, text = item.partition("=")
-        if not equals or name not in by_name:
-            raise UserError(f"--object-prompt {item!r}: expected NAME=TEXT with NAME one of {', '.join(by_name)}")
-        by_name[name].prompt = text
-    for name in args.static:
-        if name not in by_name:
-            raise UserError(f"--static {name!r}: no such object (objects: {', '.join(by_name)})")
-        by_name[name].static = True
+    objects = objects_from_flags(sketch, args.objects, args.object_prompt, args.static)
     gains = dict(protocol.HEAD_GAINS)
     for item in args.head_gain:
         head, equals, value = item.partition("=")
@@ -247,6 +235,31 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
 
         read_trajectories(args.target_plan)
     return spec
+
+
+def objects_from_flags(
+    sketch: Sketch, table_path: Path | None, object_prompts: list[str], static: list[str]
+) -> list[ObjectSpec]:
+    """The objects that --objects, --object-prompt NAME=TEXT and --static NAME describe; UserError for bad ones."""
+    from .sketch import default_objects
+    from .tables import read_stroke_table
+
+    if table_path:
+        table = read_stroke_table(table_path, len(sketch.strokes))
+        objects = [ObjectSpec(name, strokes) for name, strokes in table.items()]
+    else:
+        objects = default_objects(sketch)
+    by_name = {obj.name: obj for obj in objects}
+    for item in object_prompts:
+        name, equals, text = item.partition("=")
+        if not equals or name not in by_name:
+            raise UserError(f"--object-prompt {item!r}: expected NAME=TEXT with NAME one of {', '.join(by_name)}")
+        by_name[name].prompt = text
+    for name in static:
+        if name not in by_name:
+            raise UserError(f"--static {name!r}: no such object (objects: {', '.join(by_name)})")
+        by_name[name].static = True
+    return objects
 
 
 def _run_sizes(args: argparse.Namespace) -> dict[str, int]:

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench_target import object_centres, planned_displacement  # noqa: E402
+from scripts.bench_target import planned_displacement  # noqa: E402
 from scripts.motion_check import jitter  # noqa: E402
 from server.priors import Prior  # noqa: E402
 from server.protocol import JobSpec  # noqa: E402
@@ -111,7 +111,8 @@ def run_one(task: dict) -> list[dict]:
     plan = read_trajectories(folder / "trajectories.tsv")
     rows = []
     for name, frames in points.items():
-        moved = object_centres([{"points": [[frame]]} for frame in frames]) - frames[0].mean(axis=0)
+        centres = frames.mean(axis=1)
+        moved = centres - centres[0]
         wanted = planned_displacement(plan[name], FRAMES) if name in plan else np.zeros_like(moved)
         error = float(np.sqrt(((moved - wanted) ** 2).sum(axis=1).mean()))
         largest = float(np.linalg.norm(moved, axis=1).max())

@@ -151,8 +151,7 @@ def multi_object_tasks(folders: list[Path], device: str, steps: int) -> list[dic
 
     tasks = []
     for index, folder in enumerate(folders):
-        sketch_rows = read_stroke_table(folder / "objects.tsv", 10**6)
-        names = list(sketch_rows)
+        names = list(read_stroke_table(folder / "objects.tsv"))
         moving = names[:2]
         stated = {name: TRANSLATIONS[(index + k) % 4] for k, name in enumerate(moving)}
         flags = ["--objects", str(folder / "objects.tsv")]

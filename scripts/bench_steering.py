@@ -26,16 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from server.priors.toy import MOTIONS, caption, load_toy_prior  # noqa: E402
 from server.protocol import toy_settings  # noqa: E402
 from server.render import canvas_to_render, render  # noqa: E402
-from server.sketch import load_svg  # noqa: E402
+from server.sketch import Sketch, load_svg  # noqa: E402
 
 TRANSLATIONS = ("moves left", "moves right", "moves up", "moves down")
 
 
-def mean_pull(prior, sketch_path: Path, phrase: str, draws: int, guidance: float) -> np.ndarray:  # noqa: ANN001
+def mean_pull(prior, sketch: Sketch, phrase: str, draws: int, guidance: float) -> np.ndarray:  # noqa: ANN001
     """Mean over draws of the unit vector -dL/dv (x right, y down) at v = 0."""
     settings = toy_settings()
     size, frames = settings["size"], settings["frames"]
-    sketch = load_svg(sketch_path)
     strokes = list(range(len(sketch.strokes)))
     segments = torch.tensor(sketch.segments(strokes), dtype=torch.float32)
     widths = torch.tensor(sketch.segment_widths(strokes), dtype=torch.float32)
@@ -68,7 +67,8 @@ def main() -> int:
     cosines: dict[str, list[float]] = {p: [] for p in TRANSLATIONS}
     specific: dict[str, list[float]] = {p: [] for p in TRANSLATIONS}
     for path in args.sketches:
-        pulls = {phrase: mean_pull(prior, path, phrase, args.draws, args.guidance) for phrase in TRANSLATIONS}
+        sketch = load_svg(path)
+        pulls = {phrase: mean_pull(prior, sketch, phrase, args.draws, args.guidance) for phrase in TRANSLATIONS}
         shared = np.mean(list(pulls.values()), axis=0)
         cells = []
         for phrase, pull in pulls.items():

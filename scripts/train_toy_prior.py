@@ -37,7 +37,7 @@ from server.priors.modelscope import SCHEDULER_CONFIG, ModelScopeComponents  # n
 from server.priors.toy import MOTIONS, caption  # noqa: E402
 from server.protocol import TOY_SETTINGS_FILE  # noqa: E402
 from server.render import render  # noqa: E402
-from server.sketch import load_svg  # noqa: E402
+from server.sketch import chain_segments, load_svg  # noqa: E402
 from server.tables import read_stroke_table  # noqa: E402
 
 FRAMES = 8
@@ -220,7 +220,7 @@ def motion_at(stated: str, amplitude: float, frames: int) -> tuple[np.ndarray, n
 def place(strokes: list[np.ndarray], size: float, centre: np.ndarray, stated: str, amplitude: float) -> np.ndarray:
     """Segments (F, S, 4, 2) in render px of a unit shape drawn at `centre` (px) with `size` px radius, moving."""
     shift, scale, turn = motion_at(stated, amplitude, FRAMES)
-    segments = np.concatenate([np.stack([c[3 * k : 3 * k + 4] for k in range((len(c) - 1) // 3)]) for c in strokes])
+    segments = np.concatenate([chain_segments(chain) for chain in strokes])
     cos, sin = np.cos(turn), np.sin(turn)
     rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (F, 2, 2)
     moved = np.einsum("fij,skj->fski", rotation, segments) * (scale[:, None, None, None] * size)

@@ -198,17 +198,7 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
 
     sketch = load_svg(args.sketch)
     objects = objects_from_flags(sketch, args.objects, args.object_prompt, args.static)
-    gains = dict(protocol.HEAD_GAINS)
-    for item in args.head_gain:
-        head, equals, value = item.partition("=")
-        try:
-            gains[head] = float(value) if equals and head in gains else None
-        except ValueError:
-            gains[head] = None
-        if gains[head] is None:
-            raise UserError(
-                f"--head-gain {item!r}: expected HEAD=GAIN with HEAD one of {', '.join(protocol.HEAD_GAINS)}"
-            )
+    gains = protocol.HEAD_GAINS | dict(_head_gain(item) for item in args.head_gain)
     sizes = _run_sizes(args)
     spec = JobSpec(
         sketch=str(args.sketch),
@@ -238,6 +228,17 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
 
         read_trajectories(args.target_plan)
     return spec
+
+
+def _head_gain(item: str) -> tuple[str, float]:
+    """(head, gain) of one --head-gain HEAD=GAIN; the gain's range is the job spec's to check."""
+    head, equals, value = item.partition("=")
+    if equals and head in protocol.HEAD_GAINS:
+        try:
+            return head, float(value)
+        except ValueError:
+            pass
+    raise UserError(f"--head-gain {item!r}: expected HEAD=GAIN with HEAD one of {', '.join(protocol.HEAD_GAINS)}")
 
 
 def objects_from_flags(

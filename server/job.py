@@ -22,7 +22,7 @@ from .errors import UserError
 from .protocol import JobSpec
 from .render import canvas_to_render, render
 from .schedule import ObjectAnimation
-from .sketch import Sketch
+from .sketch import Sketch, chain_segments
 
 PREVIEW_SIZE = 256
 
@@ -178,7 +178,7 @@ def render_preview(sketch: Sketch, frames: list[list[tuple[list[np.ndarray], flo
     scale, offset_x, offset_y = canvas_to_render(sketch.width, sketch.height, size)
     offset = np.array([offset_x, offset_y])
     segments = [
-        np.concatenate([_chain_segments(chain) for subpaths, _ in strokes for chain in subpaths]) * scale + offset
+        np.concatenate([chain_segments(chain) for subpaths, _ in strokes for chain in subpaths]) * scale + offset
         for strokes in frames
     ]
     widths = [
@@ -192,11 +192,6 @@ def render_preview(sketch: Sketch, frames: list[list[tuple[list[np.ndarray], flo
         )
     pixels = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return list(pixels)
-
-
-def _chain_segments(chain: np.ndarray) -> np.ndarray:
-    count = (len(chain) - 1) // 3
-    return np.stack([chain[3 * i : 3 * i + 4] for i in range(count)])
 
 
 def build_result(spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> dict[str, Any]:

@@ -111,12 +111,11 @@ class JobSpec:
             raise UserError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
         if self.local_affine not in LOCAL_AFFINE:
             raise UserError(f"unknown local_affine {self.local_affine!r}: use one of {', '.join(LOCAL_AFFINE)}")
-        if not isinstance(self.joint_global, bool):
-            raise UserError(f"joint_global must be true or false (got {self.joint_global!r})")
-        if not isinstance(self.head_gains, dict) or set(self.head_gains) != set(HEAD_GAINS):
+        if set(self.head_gains) != set(HEAD_GAINS):
             raise UserError(f"head_gains must give exactly {', '.join(HEAD_GAINS)} (got {self.head_gains!r})")
         for head, gain in self.head_gains.items():
-            if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
+            _check_type(f"head_gains[{head!r}]", gain, float)
+            if not math.isfinite(gain) or gain <= 0:
                 raise UserError(f"head_gains[{head!r}] must be a finite number above 0 (got {gain!r})")
         for guidance in (self.guidance_local, self.guidance_global):
             if not math.isfinite(guidance) or guidance < 0:

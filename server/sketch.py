@@ -42,7 +42,7 @@ class Sketch:
 
     def segments(self, indices: Sequence[int]) -> np.ndarray:
         """Every cubic segment of these strokes, in stroke, sub-path and segment order: (S, 4, 2)."""
-        pieces = [_chain_segments(chain) for index in indices for chain in self.strokes[index].subpaths]
+        pieces = [chain_segments(chain) for index in indices for chain in self.strokes[index].subpaths]
         if not pieces:
             return np.zeros((0, 4, 2))
         return np.concatenate(pieces)
@@ -56,7 +56,8 @@ class Sketch:
         return np.array([width for width, count in counts for _ in range(count)], dtype=np.float64)
 
 
-def _chain_segments(chain: np.ndarray) -> np.ndarray:
+def chain_segments(chain: np.ndarray) -> np.ndarray:
+    """A cubic chain p0, c1, c2, p1, ... (3k+1, 2) as its k segments (k, 4, 2)."""
     count = (len(chain) - 1) // 3
     return np.stack([chain[3 * i : 3 * i + 4] for i in range(count)])
 

@@ -194,7 +194,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval", type=Path, help="folder of held-out SVG sketches (one object each)")
     parser.add_argument("--multi", type=Path, help="multi-object data set (folders with sketch.svg, objects.tsv)")
-    parser.add_argument("--tuning", type=int, default=6, help="procedural sketches for choosing the setting")
+    parser.add_argument(
+        "--tuning", type=int, default=6, help="procedural sketches for choosing the setting (0: keep the default)"
+    )
     parser.add_argument("--multi-count", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, help="iterations per stage (default: the toy model's own)")
@@ -221,12 +223,16 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as work:
         names = list(SETTINGS)
-        tuning = run_all(
-            "tuning", one_object_tasks(procedural_sketches(Path(work), args.tuning), names, args.device, steps)
-        )
-        print(f"## Tuning: {args.tuning} procedural sketches, {steps} steps\n\n{table(tuning, names)}\n", flush=True)
-        best = max(names, key=lambda name: score(tuning, name))
-        print(f"chosen: {best}\n", flush=True)
+        best = names[0]  # the engine's default, unless the tuning part picks another
+        if args.tuning:
+            tuning = run_all(
+                "tuning", one_object_tasks(procedural_sketches(Path(work), args.tuning), names, args.device, steps)
+            )
+            print(
+                f"## Tuning: {args.tuning} procedural sketches, {steps} steps\n\n{table(tuning, names)}\n", flush=True
+            )
+            best = max(names, key=lambda name: score(tuning, name))
+            print(f"chosen: {best}\n", flush=True)
         if args.eval:
             sketches = sorted(args.eval.glob("*.svg"))
             compared = list(dict.fromkeys([best, REFERENCE, names[0]]))

@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = REPO.parent / "shared" / "datasets"
 MULTIOBJECT = DATASETS / "multiobject"
+SINGLEOBJECT = DATASETS / "singleobject"  # Live-Sketch's sketches: the learned prior never saw them
 
 
 def multiobject_sketches() -> list[Path]:

@@ -9,10 +9,11 @@ result's control points (scripts/motion_check.py). Three parts, each a Markdown 
 2. evaluation: that setting, the engine's current default and Live-Sketch's reference model
    (scripts/livesketch_reference.py) on held-out sketches (e.g. ../shared/datasets/singleobject, never trained on).
 3. multi-object: two objects of multi-object sketches, each with its own prompt, the iterative schedule against a
-   joint-only one with the same number of iterations in all.
+   joint-only one with the same number of iterations in all; on real sketches (--multi: their object names are
+   words the toy model never learned) and on procedural two-object scenes of shape classes it knows by name.
 
     python scripts/bench_sds.py --eval ../shared/datasets/singleobject --multi ../shared/datasets/multiobject \
-        [--tuning 6] [--workers 12] [--device cuda] [--json out.json]
+        [--multi-procedural 8] [--tuning 6] [--workers 12] [--device cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ SETTINGS = {
 }  # fmt: skip
 REFERENCE = "Live-Sketch reference"
 TRANSLATIONS = ("moves left", "moves right", "moves up", "moves down")
+CANVAS = 256.0  # px, the side of the procedural sketches
 PROCEDURAL = ("scribble", "blob", "star", "face", "zigzag", "squiggle", "triangle", "box")
 
 
@@ -55,22 +57,51 @@ def procedural_sketches(folder: Path, count: int) -> list[Path]:
     paths = []
     for index in range(count):
         kind = PROCEDURAL[index % len(PROCEDURAL)]
-        strokes = make_shape(kind, rng)
         centre, radius = rng.uniform(96, 160, 2), rng.uniform(45, 70)
-        elements = []
-        for chain in strokes:
-            points = chain * radius + centre
-            d = f"M {points[0, 0]:.2f} {points[0, 1]:.2f} " + " ".join(
-                "C " + " ".join(f"{x:.2f} {y:.2f}" for x, y in points[3 * k + 1 : 3 * k + 4])
-                for k in range((len(points) - 1) // 3)
-            )
-            elements.append(f'<path d="{d}" fill="none" stroke="black" stroke-width="3.0"/>')
         path = folder / f"procedural-{index:02d}-{kind}.svg"
-        path.write_text(
-            '<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">' + "".join(elements) + "</svg>\n"
-        )
+        _write_svg(path, _paths(make_shape(kind, rng), centre, radius))
         paths.append(path)
     return paths
+
+
+def procedural_scenes(folder: Path, count: int) -> list[Path]:
+    """Two-object scenes (sketch.svg, objects.tsv) of shape classes the toy model knows by name, placed as its
+    two-object training clips are but drawn from another seed; each object is named after its class."""
+    from scripts.train_toy_prior import make_shape, two_slots
+
+    rng = np.random.default_rng(4321)
+    folders = []
+    for index in range(count):
+        kinds = rng.choice(PROCEDURAL, 2, replace=False)
+        elements, rows = [], []
+        for kind, slot in zip(kinds, two_slots(rng), strict=True):
+            drawn = _paths(make_shape(str(kind), rng), slot * CANVAS, rng.uniform(0.12, 0.22) * CANVAS)
+            rows.append(f"{kind}\t" + ",".join(str(len(elements) + i) for i in range(len(drawn))))
+            elements += drawn
+        scene = folder / f"scene-{index:02d}"
+        scene.mkdir()
+        _write_svg(scene / "sketch.svg", elements)
+        (scene / "objects.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        folders.append(scene)
+    return folders
+
+
+def _paths(strokes: list[np.ndarray], centre: np.ndarray, radius: float) -> list[str]:
+    """SVG path elements of a unit shape's cubic chains drawn at `centre` with `radius` px."""
+    elements = []
+    for chain in strokes:
+        points = chain * radius + centre
+        d = f"M {points[0, 0]:.2f} {points[0, 1]:.2f} " + " ".join(
+            "C " + " ".join(f"{x:.2f} {y:.2f}" for x, y in points[3 * k + 1 : 3 * k + 4])
+            for k in range((len(points) - 1) // 3)
+        )
+        elements.append(f'<path d="{d}" fill="none" stroke="black" stroke-width="3.0"/>')
+    return elements
+
+
+def _write_svg(path: Path, elements: list[str]) -> None:
+    header = f'<svg xmlns="http://www.w3.org/2000/svg" width="{CANVAS:g}" height="{CANVAS:g}">'
+    path.write_text(header + "".join(elements) + "</svg>\n", encoding="utf-8")
 
 
 def _points(result: dict, name: str) -> np.ndarray:
@@ -103,7 +134,7 @@ def run_one(task: dict) -> dict:
         measured = measure_points(points[name])
         rows[name] = {
             "stated": stated,
-            "ok": bool(judge(stated, measured, 256.0)),
+            "ok": bool(judge(stated, measured, CANVAS)),
             "shift": measured.shift.tolist(),
             "scale": measured.scale,
             "turn": measured.turn_degrees,
@@ -198,6 +229,7 @@ def main() -> int:
         "--tuning", type=int, default=6, help="procedural sketches for choosing the setting (0: keep the default)"
     )
     parser.add_argument("--multi-count", type=int, default=10)
+    parser.add_argument("--multi-procedural", type=int, default=0, help="two-object scenes of named shape classes")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, help="iterations per stage (default: the toy model's own)")
     parser.add_argument("--device", default="cpu")
@@ -238,8 +270,17 @@ def main() -> int:
             compared = list(dict.fromkeys([best, REFERENCE, names[0]]))
             held_out = run_all("evaluation", one_object_tasks(sketches, compared, args.device, steps))
             print(f"## Evaluation: {len(sketches)} held-out sketches\n\n{table(held_out, compared)}\n", flush=True)
+        scenes = []
         if args.multi:
-            folders = sorted(p for p in args.multi.iterdir() if (p / "objects.tsv").is_file())[: args.multi_count]
+            real = sorted(p for p in args.multi.iterdir() if (p / "objects.tsv").is_file())[: args.multi_count]
+            scenes.append((f"{len(real)} sketches of {args.multi.name}", real))
+        if args.multi_procedural:
+            made = Path(work) / "scenes"
+            made.mkdir()
+            scenes.append(
+                (f"{args.multi_procedural} procedural scenes", procedural_scenes(made, args.multi_procedural))
+            )
+        for label, folders in scenes:
             multi = run_all("multi", [{**t, "flags": [*t["flags"], *SETTINGS[best]]}
                                       for t in multi_object_tasks(folders, args.device, steps)])  # fmt: skip
             lines = ["| schedule | objects going their own way | jitter px |", "|---|---|---|"]
@@ -247,9 +288,7 @@ def main() -> int:
                 objs = [o for row in multi if row["setting"] == schedule for o in row.get("objects", {}).values()]
                 lines.append(f"| {schedule} | {np.mean([o['ok'] for o in objs]):.0%} of {len(objs)} | "
                              f"{np.mean([o['jitter_px'] for o in objs]):.2f} |")  # fmt: skip
-            print(
-                f"## Two moving objects, per-object prompts: {len(folders)} sketches\n\n" + "\n".join(lines), flush=True
-            )
+            print(f"## Two moving objects, per-object prompts: {label}\n\n" + "\n".join(lines), flush=True)
     pool.close()
     errors = [row for row in everything if "error" in row]
     for row in errors:

@@ -236,7 +236,7 @@ def random_clip(rng: np.random.Generator, examples: list) -> tuple[np.ndarray, s
     kinds = rng.choice(len(SHAPES) + len(examples), count, replace=False)
     motions = rng.choice(list(MOTIONS), count, replace=False)
     parts, named = [], []
-    slots = [rng.uniform(0.3, 0.7, 2)] if count == 1 else _two_slots(rng)
+    slots = [rng.uniform(0.3, 0.7, 2)] if count == 1 else two_slots(rng)
     for kind, stated, slot in zip(kinds, motions, slots, strict=True):
         if kind < len(SHAPES):
             name, strokes = SHAPES[kind], make_shape(SHAPES[kind], rng)
@@ -251,7 +251,7 @@ def random_clip(rng: np.random.Generator, examples: list) -> tuple[np.ndarray, s
     return np.concatenate(parts, axis=1), caption(*named)
 
 
-def _two_slots(rng: np.random.Generator) -> list[np.ndarray]:
+def two_slots(rng: np.random.Generator) -> list[np.ndarray]:
     first = rng.uniform(0.25, 0.75, 2)
     angle = rng.uniform(0, 2 * np.pi)
     second = np.clip(first + 0.42 * np.array([np.cos(angle), np.sin(angle)]), 0.2, 0.8)

@@ -19,7 +19,7 @@ import bpy
 from bpy.props import StringProperty
 
 from . import scene_model, writeback
-from .contract import errors, protocol
+from .contract import errors, files, protocol
 from .engine_process import EngineError, EngineOutcome, EngineProcess, resolve_interpreter, stop_all
 from .job_export import ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
@@ -132,7 +132,8 @@ def _new_job_dir(jobs: Path, sketch_name: str) -> Path:
     for suffix in range(1000):
         candidate = jobs / (stem if suffix == 0 else f"{stem}-{suffix}")
         try:
-            candidate.mkdir(parents=True)
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir(mode=files.PRIVATE_FOLDER)
         except FileExistsError:
             continue
         except OSError as exc:

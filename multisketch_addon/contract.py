@@ -1,4 +1,5 @@
-"""Access to the engine's pure-Python contract modules (`server.protocol`, `server.tables`, `server.svg`).
+"""Access to the engine's pure-Python contract modules (`server.protocol`, `server.tables`, `server.svg`,
+`server.files`).
 
 In the built extension `server/` sits inside the add-on's folder; in a source checkout it sits
 beside it. Either way the add-on reads the same files the engine does, so the two never disagree.
@@ -35,3 +36,4 @@ protocol = _engine_module("protocol")
 tables = _engine_module("tables")
 errors = _engine_module("errors")
 svg = _engine_module("svg")
+files = _engine_module("files")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .contract import engine_root, protocol
+from .contract import engine_root, errors, files, protocol
 
 # How long a cancelled engine may take to stop on its own before it is killed.
 CANCEL_GRACE_S = 1.5
@@ -102,9 +102,9 @@ class EngineProcess:
         self._outcome: EngineOutcome | None = None
         self._exited_at: float | None = None
         try:
-            self._stderr_log = open(self.job_dir / STDERR_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed on exit)
-        except OSError as exc:
-            raise EngineError(f"Cannot write into the job folder {self.job_dir}: {exc.strerror or exc}") from None
+            self._stderr_log = files.open_to_append(self.job_dir / STDERR_LOG)  # closed when the engine exits
+        except errors.UserError as exc:
+            raise EngineError(f"Cannot write into the job folder {self.job_dir}: {exc}") from None
         try:
             self._process = subprocess.Popen(
                 command,

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 
 from . import scene_model
-from .contract import errors, protocol
+from .contract import errors, files, protocol
 from .preferences import addon_preferences, cache_folder
 from .properties import steps_per_stage
 
@@ -159,7 +159,7 @@ def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir
 
     spec = _job_spec(context, objects)
     job_dir = Path(job_dir)
-    job_dir.mkdir(parents=True, exist_ok=True)
+    files.make_private_folder(job_dir)
     exported = ExportedJob(
         job_dir=job_dir,
         sketch_path=job_dir / SKETCH_FILE,
@@ -184,7 +184,7 @@ def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir
         },
         "strokes": [list(origin) for origin in origins],
     }
-    exported.map_path.write_text(json.dumps(mapping, indent=1) + "\n", encoding="utf-8")
+    files.write_text(exported.map_path, json.dumps(mapping, indent=1) + "\n")
     return exported
 
 
@@ -311,7 +311,7 @@ def _write_svg(path: Path, canvas: tuple[float, float], strokes: list[_Stroke]) 
             f'stroke-width="{_num(stroke.width)}" stroke-linecap="round" stroke-linejoin="round"/>'
         )
     lines.append("</svg>")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 def _num(value: float) -> str:

@@ -23,6 +23,7 @@ from .progress import ProgressReporter
 from .protocol import JobSpec, ObjectSpec
 
 if TYPE_CHECKING:
+    from .job import JobFolder
     from .sketch import Sketch
 
 EXAMPLES = f"""examples:
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "animate":
             return _animate(args, reporter, should_stop)
-        return _run_folder(args.job, args.resume, reporter, should_stop)
+        return _run_claimed_folder(args, reporter, should_stop)
     except UserError as exc:
         reporter.error(str(exc))
         return protocol.EXIT_BAD_INPUT
@@ -281,6 +282,21 @@ def _animate(args: argparse.Namespace, reporter: ProgressReporter, should_stop: 
     spec = _spec_from_flags(args)
     folder = JobFolder(args.out)
     folder.check_writable()
+    before = folder.contents()
+    with folder.claimed():
+        try:
+            return _start_or_resume(args, spec, folder, reporter, should_stop)
+        except UserError:
+            if not folder.computed_anything():  # nothing computed: the corrected command starts afresh
+                reporter.attach_log(None)
+                folder.discard_all_but(before)
+            raise
+
+
+def _start_or_resume(
+    args: argparse.Namespace, spec: JobSpec, folder: JobFolder, reporter: ProgressReporter, should_stop: _StopRequest
+) -> int:
+    """A new job from the flags, or (with --resume) the folder's job if the flags describe the same one."""
     if folder.holds_job():
         if not args.resume:
             raise UserError(
@@ -296,22 +312,27 @@ def _animate(args: argparse.Namespace, reporter: ProgressReporter, should_stop: 
                 "resume it with the same flags, or choose another --out folder"
             )
         return _run_folder(folder.path, args.resume, reporter, should_stop)
-    before = folder.contents()
     folder.create()
     spec.sketch = folder.copy_input(args.sketch, "sketch.svg")
     if args.target_plan:
         spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
     spec.save(folder.spec)
-    try:
+    return _run_folder(folder.path, args.resume, reporter, should_stop)
+
+
+def _run_claimed_folder(args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
+    """`run FOLDER`: a job folder the add-on (or a person) wrote, run by this engine alone."""
+    from .job import JobFolder
+
+    folder = JobFolder(args.job)
+    if not folder.path.is_dir():
+        raise UserError(f"no job folder at {folder.path}")
+    with folder.claimed():
         return _run_folder(folder.path, args.resume, reporter, should_stop)
-    except UserError:
-        if not any(folder.checkpoints.iterdir()):  # nothing computed: the corrected command starts afresh
-            reporter.attach_log(None)
-            folder.discard_all_but(before)
-        raise
 
 
 def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
+    """Run the job in `path`, whose folder the caller holds (`JobFolder.claimed`)."""
     from .job import JobFolder
 
     folder = JobFolder(path)

@@ -1,7 +1,9 @@
 """The job folder: what a job leaves on disk for the add-on and for people (docs/job-format.md).
 
-Everything is written atomically (temporary file, then rename) so that a crash or a cancel never
-leaves a half-written result that the add-on could mistake for a finished one.
+A folder becomes a job folder only if it is new, empty or already a job: the engine never writes among a user's
+other files. One engine works in it at a time (a lock). Everything is written through `server.files`: private,
+atomic (a crash or a cancel never leaves a half-written result the add-on could take for a finished one), and
+never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from . import protocol
+from . import files, protocol
 from .errors import UserError
 from .protocol import JobSpec
 from .render import canvas_to_render, render
@@ -39,6 +43,7 @@ class JobFolder:
         self.frames = self.path / protocol.FRAMES_DIR
         self.preview_gif = self.path / protocol.PREVIEW_GIF
         self.preview_mp4 = self.path / protocol.PREVIEW_MP4
+        self._lock: int | None = None
 
     def check_writable(self) -> None:
         """Raise UserError unless the folder exists or can be made, and files can be written in it."""
@@ -48,19 +53,56 @@ class JobFolder:
         if not os.access(probe_parent, os.W_OK | os.X_OK):
             raise UserError(f"the output folder {self.path} cannot be written (no permission in {probe_parent})")
 
-    def create(self) -> None:
+    @contextmanager
+    def claimed(self) -> Iterator[None]:
+        """Hold the folder for this run: it must be new, empty or a job, and no other engine may be working in it."""
+        if self.path.is_dir() and not self.holds_job():
+            others = sorted(p.name for p in self.path.iterdir() if p.name != protocol.LOCK)
+            if others:
+                raise UserError(
+                    f"{self.path} is not a job folder (it has no {protocol.JOB_SPEC}) and is not empty "
+                    f"({len(others)} entries, e.g. {others[0]!r}): choose a new or empty --out folder"
+                )
+        for inside in (self.checkpoints, self.frames, self.log_file):
+            if inside.is_symlink():
+                raise UserError(f"{inside} is a symbolic link: the engine writes only inside its job folder")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.checkpoints.mkdir(exist_ok=True)
+            files.make_private_folder(self.path)
         except OSError as exc:
             raise UserError(f"cannot create the output folder {self.path}: {exc.strerror or exc}") from None
+        self._lock = files.try_lock(self.path / protocol.LOCK)
+        if self._lock is None:
+            raise UserError(f"another engine is running the job in {self.path}: wait for it, or choose another folder")
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            files.unlock(self._lock)
+            self._lock = None
+
+    def create(self) -> None:
+        try:
+            self.checkpoints.mkdir(mode=files.PRIVATE_FOLDER, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the output folder {self.path}: {exc.strerror or exc}") from None
+
+    def computed_anything(self) -> bool:
+        """Whether a checkpoint exists: work that a failed or refused run must not throw away."""
+        return self.checkpoints.is_dir() and any(self.checkpoints.iterdir())
 
     def contents(self) -> set[Path] | None:
         """What the folder holds now (None: it does not exist), for `discard_all_but`."""
         return set(self.path.iterdir()) if self.path.is_dir() else None
 
     def discard_all_but(self, before: set[Path] | None) -> None:
-        """Remove what this run added (everything, with the folder, if it made the folder), never the user's files."""
+        """Remove what this run added (everything, with the folder, if it made the folder), never the user's files.
+
+        The run is over: its lock goes first (Windows cannot remove a file that is open).
+        """
+        self._release()
         if before is None:
             shutil.rmtree(self.path, ignore_errors=True)
             return
@@ -74,15 +116,13 @@ class JobFolder:
         return self.spec.is_file()
 
     def log(self, message: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self.log_file.open("a", encoding="utf-8") as log:
-            log.write(f"{stamp} {message}\n")
+        files.append_text(self.log_file, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def copy_input(self, source: Path, name: str) -> str:
         """Copy an input file into the job so that the job folder is self-contained; returns its name."""
         target = self.path / name
         if source.resolve() != target.resolve():
-            shutil.copyfile(source, target)
+            files.write_bytes(target, Path(source).read_bytes())
         return name
 
     def resolve(self, relative: str) -> Path:
@@ -94,27 +134,24 @@ class JobFolder:
         frames = scene_frames(spec, sketch, animation)
         self._write_svg_frames(sketch, frames)
         warnings = self._write_previews(sketch, frames)
-        _write_atomic(self.result, json.dumps(build_result(spec, sketch, animation)) + "\n")
+        files.write_text(self.result, json.dumps(build_result(spec, sketch, animation)) + "\n")
         return warnings
 
     def _write_svg_frames(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> None:
-        self.frames.mkdir(exist_ok=True)
+        self.frames.mkdir(mode=files.PRIVATE_FOLDER, exist_ok=True)
         for index, strokes in enumerate(frames):
-            _write_atomic(self.frames / f"frame-{index:03d}.svg", frame_svg(sketch, strokes))
+            files.write_text(self.frames / f"frame-{index:03d}.svg", frame_svg(sketch, strokes))
 
     def _write_previews(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> list[str]:
         """GIF always; MP4 where ffmpeg (imageio-ffmpeg) is installed, else a warning, not a lost job."""
         images = render_preview(sketch, frames, PREVIEW_SIZE)
-        partial_gif = self.preview_gif.with_name(".preview.partial.gif")
-        imageio.mimsave(partial_gif, images, format="GIF", duration=1000 / protocol.FPS, loop=0)
-        partial_gif.replace(self.preview_gif)
-        partial_mp4 = self.preview_mp4.with_name(".preview.partial.mp4")
+        with files.replacing(self.preview_gif) as gif:
+            imageio.mimsave(gif, images, format="GIF", duration=1000 / protocol.FPS, loop=0)
         try:
-            imageio.mimsave(partial_mp4, images, format="FFMPEG", fps=protocol.FPS, macro_block_size=16)
+            with files.replacing(self.preview_mp4) as mp4:
+                imageio.mimsave(mp4, images, format="FFMPEG", fps=protocol.FPS, macro_block_size=16)
         except (ImportError, RuntimeError, OSError) as exc:
-            partial_mp4.unlink(missing_ok=True)
             return [f"no MP4 preview ({exc}); install imageio-ffmpeg for it"]
-        partial_mp4.replace(self.preview_mp4)
         return []
 
 
@@ -123,12 +160,6 @@ def _nearest_existing(path: Path) -> Path:
         if parent.exists():
             return parent
     return Path(".")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
 
 
 def background_strokes(spec: JobSpec, sketch: Sketch) -> list[int]:

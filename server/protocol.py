@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import UserError
 
 PROTOCOL_VERSION = 1
@@ -44,6 +45,7 @@ PREVIEW_GIF = "preview.gif"
 PREVIEW_MP4 = "preview.mp4"
 FRAMES_DIR = "frames"
 CHECKPOINTS_DIR = "checkpoints"
+LOCK = ".lock"  # held by the engine working in the folder
 
 # Exit codes of `python -m server`.
 EXIT_OK = 0
@@ -184,7 +186,7 @@ class JobSpec:
             raise UserError(f"the job spec is malformed: {exc}") from None
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        files.write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> JobSpec:

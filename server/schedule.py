@@ -13,7 +13,6 @@ a resumed job ends exactly where an uninterrupted one would.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import files
 from .errors import UserError
 from .motion import Motion, ObjectMotion
 from .priors import Prior
@@ -395,9 +395,8 @@ class Optimization:
             "generator": self.generator.get_state(),
         }
         path = self.checkpoint_dir / file_name
-        partial = path.with_name(f".{file_name}.partial")
-        torch.save(state, partial)
-        os.replace(partial, path)
+        with files.replacing(path) as partial:
+            torch.save(state, partial)
         self.emit("checkpoint", stage=self.stages[stage].name, step=step, path=str(path))
 
     def _newest_checkpoint(self) -> dict[str, Any] | None:

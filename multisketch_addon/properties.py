@@ -10,6 +10,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from .contract import protocol
 from .preferences import DEVICE_ITEMS
 
 # Steps per stage of each quality preset; "paper" is the paper's setting.
@@ -53,6 +54,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
         default=24,
         min=2,
         soft_max=48,
+        max=protocol.MAX_FRAMES,
     )
     quality: EnumProperty(
         name="Quality",
@@ -71,6 +73,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
         default=1000,
         min=0,
         soft_max=2000,
+        max=protocol.MAX_STEPS,
     )
     size: IntProperty(
         name="Render Size",
@@ -78,6 +81,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
         default=256,
         min=16,
         soft_max=512,
+        max=protocol.MAX_SIZE,
     )
     seed: IntProperty(name="Seed", description="Random seed: the same seed gives the same animation", default=0, min=0)
     device: EnumProperty(

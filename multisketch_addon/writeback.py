@@ -132,8 +132,6 @@ def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, exported
                 f"frame {f} of {name!r} has {length} control points where the drawing has {layout.chain_length}: "
                 "the strokes changed since the job started, animate again"
             )
-        if min(abs(s) for s in frame["scale"]) < 1e-9:
-            raise errors.UserError(f"frame {f} of {name!r} scales the object to nothing: the result is broken")
     return _ObjectPlan(name, source, layer_index, frame_number, layout, result["frames"], result["center"])
 
 

@@ -47,6 +47,12 @@ FRAMES_DIR = "frames"
 CHECKPOINTS_DIR = "checkpoints"
 LOCK = ".lock"  # held by the engine working in the folder
 
+# Limits of a job (docs/job-format.md): beyond them a run would take absurd memory or mean nothing.
+MAX_FRAMES = 240  # 10 s at 24 fps; Live-Sketch animates 24 frames
+MAX_SIZE = 1024  # px rendered for the prior; ModelScope works at 256
+MAX_STEPS = 100_000  # iterations per stage; the paper uses 1000
+MAX_COORDINATE = 1e6  # px, the largest coordinate a sketch or a result may hold
+
 # Exit codes of `python -m server`.
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -95,12 +101,12 @@ class JobSpec:
             raise UserError(f"job spec version {self.version} is not supported (this engine reads {PROTOCOL_VERSION})")
         if not self.prompt or not self.prompt.strip():
             raise UserError("the prompt is empty: describe the motion, e.g. --prompt 'a cat jumps'")
-        if self.frames < 2:
-            raise UserError(f"frames must be at least 2 (got {self.frames})")
-        if self.steps < 0:
-            raise UserError(f"steps must be 0 or more (got {self.steps})")
-        if self.size < 16:
-            raise UserError(f"render size must be at least 16 px (got {self.size})")
+        if not 2 <= self.frames <= MAX_FRAMES:
+            raise UserError(f"frames must be from 2 to {MAX_FRAMES} (got {self.frames})")
+        if not 0 <= self.steps <= MAX_STEPS:
+            raise UserError(f"steps must be from 0 to {MAX_STEPS} (got {self.steps})")
+        if not 16 <= self.size <= MAX_SIZE:
+            raise UserError(f"render size must be from 16 to {MAX_SIZE} px (got {self.size})")
         if self.checkpoint_every < 1:
             raise UserError(f"checkpoint interval must be at least 1 step (got {self.checkpoint_every})")
         if self.device not in DEVICES:
@@ -227,11 +233,81 @@ def toy_settings() -> dict[str, int]:
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    """Read `result.json`, refusing a version this side does not understand."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data.get("version") != PROTOCOL_VERSION:
-        raise ValueError(f"result version {data.get('version')} is not {PROTOCOL_VERSION}")
+    """Read `result.json`, checked whole (`check_result`) so that nothing half-usable reaches a scene."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    if not isinstance(data, dict) or data.get("version") != PROTOCOL_VERSION:
+        version = data.get("version") if isinstance(data, dict) else None
+        raise ValueError(f"result version {version!r} is not {PROTOCOL_VERSION}")
+    check_result(data)
     return data
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"the result holds {name}, which is not a number")
+
+
+def check_result(data: dict[str, Any]) -> None:
+    """ValueError naming the first field of a `result.json` document that is missing, mistyped or out of range."""
+    _expect(data, "frames", int, 2, MAX_FRAMES)
+    _expect(data, "fps", (int, float), 1, 1000)
+    frames = data["frames"]
+    objects = data.get("objects")
+    if not isinstance(objects, dict) or not objects:
+        raise ValueError("objects must be a non-empty mapping of object names")
+    for name, obj in objects.items():
+        where = f"objects[{name!r}]"
+        if not isinstance(obj, dict) or not isinstance(obj.get("static"), bool):
+            raise ValueError(f"{where}.static must be true or false")
+        strokes = obj.get("strokes")
+        if not isinstance(strokes, list) or not strokes or not all(_is_index(i) for i in strokes):
+            raise ValueError(f"{where}.strokes must be a non-empty list of stroke indices")
+        _points(obj.get("center"), 1, f"{where}.center")
+        if not isinstance(obj.get("frames"), list) or len(obj["frames"]) != frames:
+            raise ValueError(f"{where}.frames must list {frames} frames")
+        for f, frame in enumerate(obj["frames"]):
+            at = f"{where}.frames[{f}]"
+            if not isinstance(frame, dict):
+                raise ValueError(f"{at} must be a mapping")
+            for key, count in (("translate", 1), ("shear", 1), ("scale", 1), ("matrix", 2)):
+                _points(frame.get(key), count, f"{at}.{key}")
+            _expect(frame, "rotate", (int, float), -1e6, 1e6, at)
+            if min(abs(v) for v in frame["scale"]) < 1e-9:
+                raise ValueError(f"{at}.scale shrinks the object to nothing")
+            points = frame.get("points")
+            if not isinstance(points, list) or len(points) != len(strokes):
+                raise ValueError(f"{at}.points must hold one entry per stroke ({len(strokes)})")
+            for s, stroke in enumerate(points):
+                if not isinstance(stroke, list) or not stroke:
+                    raise ValueError(f"{at}.points[{s}] must be a list of sub-paths")
+                for chain in stroke:
+                    if not isinstance(chain, list) or len(chain) % 3 != 1:
+                        raise ValueError(f"{at}.points[{s}] must hold Bezier chains of 3k+1 points")
+                    _points(chain, len(chain), f"{at}.points[{s}]")
+
+
+def _expect(data: dict, key: str, kind: type | tuple, low: float, high: float, where: str = "") -> None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind) or not (low <= value <= high):
+        field_name = f"{where}.{key}" if where else key
+        raise ValueError(f"{field_name} must be a number from {low:g} to {high:g} (got {value!r})")
+
+
+def _points(value: Any, count: int, where: str) -> None:
+    """`count` finite (x, y) pairs within the coordinate limit ([x, y] itself when count is 1)."""
+    pairs = [value] if count == 1 else value
+    if not isinstance(pairs, list) or len(pairs) != count:
+        raise ValueError(f"{where} must hold {count} pairs of numbers")
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_is_coordinate(v) for v in pair)):
+            raise ValueError(f"{where} must be finite pairs of numbers within {MAX_COORDINATE:g} (got {pair!r})")
+
+
+def _is_coordinate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_COORDINATE
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def encode_event(event: str, **fields: Any) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import protocol
 from .errors import UserError
 
 Point = tuple[float, float]
@@ -30,6 +31,10 @@ IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
 DEFAULT_STROKE_WIDTH = 1.0  # the SVG initial value of `stroke-width`
 ARC_TOLERANCE = 0.01  # px: the largest distance allowed between an arc and its cubic approximation
+# Limits that keep absurd input from failing late or deep: canvas sizes and coordinates (after transforms, px)
+# beyond MAX_COORDINATE, and elements nested deeper than MAX_NESTING, are refused with a message.
+MAX_COORDINATE = protocol.MAX_COORDINATE
+MAX_NESTING = 100
 # Basic shapes with a geometry of their own; read, but they are not strokes of the job contract.
 BASIC_SHAPES = ("rect", "circle", "ellipse", "line", "polyline", "polygon")
 # Elements that draw but have no curves to read: counted so that callers can warn.
@@ -140,6 +145,8 @@ class _Context:
 
 def _read_document(root: ElementTree.Element, path: Path) -> Document:
     width, height, origin = _canvas(root, path)
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in (width, height, *origin)):
+        raise UserError(f"{path}: the canvas (viewBox, width, height) is beyond {MAX_COORDINATE:g} px")
     diagonal = math.hypot(width, height) / math.sqrt(2)  # what `%` stroke widths are relative to
     shapes: list[Shape] = []
     other_drawn: dict[str, int] = {}
@@ -151,21 +158,32 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
             continue
         index = sum(shape.element == "path" for shape in shapes)
         where = f"stroke {index} (<path> number {index + 1}) of {path}" if name == "path" else f"a <{name}> of {path}"
-        tolerance = ARC_TOLERANCE / max(_largest_stretch(context.transform), 1e-12)
+        stretch = _largest_stretch(context.transform)
+        if not (math.isfinite(stretch) and stretch <= MAX_COORDINATE and all(map(math.isfinite, context.transform))):
+            raise UserError(f"{where}: its transform stretches it beyond {MAX_COORDINATE:g} times")
+        tolerance = ARC_TOLERANCE / max(stretch, 1e-12)
         if name == "path":
             local = parse_path(element.get("d", ""), tolerance, where)
         else:
             local = _basic_shape(element, name, tolerance)
         subpaths = [SubPath([_apply(context.transform, p) for p in sub.points], sub.closed) for sub in local]
-        local_width = _parse_length(context.stroke_width, diagonal, where, "stroke-width")
-        shapes.append(Shape(name, subpaths, local_width * _length_scale(context.transform), context.group))
+        if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for sub in subpaths for p in sub.points for v in p):
+            raise UserError(f"{where}: its coordinates (after transforms) reach beyond {MAX_COORDINATE:g} px")
+        width_px = _length_scale(context.transform) * _parse_length(
+            context.stroke_width, diagonal, where, "stroke-width"
+        )
+        if not (math.isfinite(width_px) and width_px <= MAX_COORDINATE):
+            raise UserError(f"{where}: its stroke width (after transforms) is beyond {MAX_COORDINATE:g} px")
+        shapes.append(Shape(name, subpaths, width_px, context.group))
     return Document(width, height, shapes, other_drawn)
 
 
 def _walk(
-    element: ElementTree.Element, inherited: _Context, path: Path
+    element: ElementTree.Element, inherited: _Context, path: Path, depth: int = 0
 ) -> Iterator[tuple[ElementTree.Element, _Context]]:
     """Drawn elements in document order, each with its accumulated transform, stroke width and group."""
+    if depth > MAX_NESTING:
+        raise UserError(f"{path}: elements are nested more than {MAX_NESTING} deep; flatten the groups")
     try:
         local = parse_transform(element.get("transform", ""))
     except ValueError as exc:
@@ -185,7 +203,7 @@ def _walk(
         return
     for child in element:
         if isinstance(child.tag, str) and _local_name(child.tag) not in UNRENDERED:
-            yield from _walk(child, context, path)
+            yield from _walk(child, context, path, depth + 1)
 
 
 def _canvas(root: ElementTree.Element, path: Path) -> tuple[float, float, Point]:

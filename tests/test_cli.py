@@ -121,6 +121,8 @@ TWO_STROKES = (
         ("missing_indices", "no stroke indices"),
         ("empty_prompt", "prompt"),
         ("one_frame", "frames"),
+        ("too_many_frames", "frames must be from 2 to"),
+        ("huge_render", "render size must be from 16 to"),
         ("unknown_device", "device"),
         ("output_is_a_file", "output folder"),
         ("unwritable_output", "output folder"),
@@ -154,6 +156,10 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(case: str, expected: str
         args["--prompt"] = "  "
     elif case == "one_frame":
         extra = ["--frames", "1"]
+    elif case == "too_many_frames":
+        extra = ["--frames", "100000"]
+    elif case == "huge_render":
+        extra = ["--size", "100000"]
     elif case == "unknown_device":
         extra = ["--device", "tpu"]
     elif case == "output_is_a_file":

@@ -158,6 +158,10 @@ def test_path_without_geometry_keeps_the_stroke_numbering(tmp_path: Path) -> Non
     assert sketch.segments([0, 1]).shape == (1, 4, 2)
 
 
+def _svg(body: str) -> str:
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">{body}</svg>'
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -187,6 +191,12 @@ def test_path_without_geometry_keeps_the_stroke_numbering(tmp_path: Path) -> Non
             "</svg>",
             "stroke-width '2em' is not a length",
         ),
+        (_svg('<path d="M 1e308 10 L 20 20"/>'), "coordinates (after transforms) reach beyond"),
+        (_svg('<path d="M 1e400 10 L 20 20"/>'), "coordinates (after transforms) reach beyond"),
+        (_svg('<g transform="scale(1e308)"><path d="M 0 0 A 10 10 0 0 1 20 0"/></g>'), "its transform stretches"),
+        (_svg('<path d="M 0 0 L 20 0" stroke-width="1e400"/>'), "stroke width (after transforms) is beyond"),
+        ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1e400 9"><path d="M 0 0 L 1 1"/></svg>', "canvas"),
+        (_svg("<g>" * 10_000 + '<path d="M 0 0 L 1 1"/>' + "</g>" * 10_000), "nested more than"),
     ],
     ids=[
         "missing",
@@ -201,6 +211,12 @@ def test_path_without_geometry_keeps_the_stroke_numbering(tmp_path: Path) -> Non
         "bad-viewbox",
         "no-size",
         "bad-width-unit",
+        "huge-coordinate",
+        "infinite-coordinate",
+        "huge-scale-with-arc",
+        "infinite-stroke-width",
+        "infinite-canvas",
+        "deep-nesting",
     ],
 )
 def test_bad_input_says_what_is_wrong(tmp_path: Path, content: str | None, message: str) -> None:

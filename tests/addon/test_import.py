@@ -263,6 +263,10 @@ BAD_INPUTS = {
     "not svg": ("page.svg", "<html><body/></html>", None, "is not an SVG"),
     "no strokes": ("empty.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><rect/></svg>', None,
                    "has no <path> strokes"),
+    "huge coordinates": ("huge.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9">'
+                         '<path d="M 1e308 0 L 1 1"/></svg>', None, "reach beyond"),
+    "deep nesting": ("deep.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9">' + "<g>" * 5000
+                     + '<path d="M 0 0 L 1 1"/>' + "</g>" * 5000 + "</svg>", None, "nested more than"),
     "unknown stroke": (None, None, "cat\t0,1,999\n", "does not exist"),
     "duplicate stroke": (None, None, "cat\t0,1\ndog\t1,2\n", "is in both"),
 }  # fmt: skip

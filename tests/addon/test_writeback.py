@@ -316,6 +316,44 @@ def test_a_result_that_no_longer_fits_the_scene_changes_nothing(sketch: bpy.type
     assert sorted(ob.name for ob in bpy.data.objects) == shown
 
 
+def _last_keys() -> dict[str, dict[tuple[str, int], tuple[float, float]]]:
+    """The last key of every transform F-curve of every result object: what the user sees the result end on."""
+    return {
+        name: {key: tuple(curve.keyframe_points[-1].co) for key, curve in transform_curves(ob).items()}
+        for name, ob in result_objects().items()
+    }
+
+
+CORRUPTIONS = {
+    "NaN in the last frame": lambda r, name: r["objects"][name]["frames"][-1]["points"][0][0][0].__setitem__(0, "NaN"),
+    "Infinity in a translation": lambda r, name: r["objects"][name]["frames"][-1]["translate"].__setitem__(1, "Inf"),
+    "negative fps": lambda r, name: r.__setitem__("fps", -8),
+    "30 million frames": lambda r, name: r.__setitem__("frames", 30_000_000),
+    "a frame missing": lambda r, name: r["objects"][name]["frames"].pop(),
+    "a coordinate of 1e308": lambda r, name: r["objects"][name]["frames"][3]["points"][0][0][1].__setitem__(0, 1e308),
+    "a stroke index as text": lambda r, name: r["objects"][name]["strokes"].__setitem__(0, "3"),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_corrupt_result_is_refused_whole_and_the_previous_result_stays(
+    corruption: str, sketch: bpy.types.Collection, tmp_path: Path
+) -> None:
+    first = _export(sketch, tmp_path / "first")
+    _write_result(first, seed=3)
+    writeback.apply_result(bpy.context, sketch, first)
+    shown = _last_keys()
+    second = _export(sketch, tmp_path / "second")
+    result = _write_result(second, seed=4)
+    moving = next(obj.name for obj in second.spec.objects if not obj.static)
+    CORRUPTIONS[corruption](result, moving)
+    text = json.dumps(result).replace('"NaN"', "NaN").replace('"Inf"', "Infinity")
+    second.result_path.write_text(text, encoding="utf-8")
+    with pytest.raises(writeback.errors.UserError, match="cannot read the result"):
+        writeback.apply_result(bpy.context, sketch, second)
+    assert _last_keys() == shown
+
+
 def test_undo_takes_the_whole_result_back(sketch: bpy.types.Collection, tmp_path: Path) -> None:
     sketch_name = sketch.name
     before = drawings_of(sketch)

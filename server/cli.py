@@ -210,7 +210,7 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
         size=sizes["size"],
         seed=args.seed,
         prior=args.prior,
-        model=args.model,
+        model=_local_or_hub(args.model),
         target_plan=str(args.target_plan) if args.target_plan else None,
         device=args.device,
         guidance_local=args.guidance_local,
@@ -265,6 +265,13 @@ def objects_from_flags(
             raise UserError(f"--static {name!r}: no such object (objects: {', '.join(by_name)})")
         by_name[name].static = True
     return objects
+
+
+def _local_or_hub(model: str) -> str:
+    """A model folder that exists here as an absolute path (a job must not depend on the shell's folder), else the
+    hub id as given."""
+    local = Path(model).expanduser()
+    return str(local.resolve()) if local.exists() else model
 
 
 def _run_sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -378,6 +385,7 @@ def _optimize(
         import torch
 
         torch.set_num_threads(1)
+    spec.model = folder.resolve_model(spec.model)
     prior = load_prior(spec, sketch, device)
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")

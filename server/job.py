@@ -129,6 +129,14 @@ class JobFolder:
         path = Path(relative)
         return path if path.is_absolute() else self.path / path
 
+    def resolve_model(self, model: str) -> str:
+        """A job spec's `model`: `~` expanded, a folder relative to the job folder where one exists, else as given
+        (a hub id, or a folder the tiny prior is still to create)."""
+        expanded = Path(model).expanduser()
+        if not expanded.is_absolute() and (self.path / expanded).exists():
+            return str(self.path / expanded)
+        return str(expanded) if model.startswith("~") else model
+
     def write_outputs(self, spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> list[str]:
         """Result file last, so that its presence means every other output is complete; returns warnings."""
         frames = scene_frames(spec, sketch, animation)

@@ -4,6 +4,7 @@ prompts private, and lets one engine at a time work in it."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -119,3 +120,19 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
     assert target.read_text() == "the previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_a_model_folder_named_relative_to_the_job_folder_is_found_from_anywhere(tmp_path: Path) -> None:
+    from server.priors.tiny import ensure_tiny_model
+
+    job = tmp_path / "job"
+    job.mkdir()
+    shutil.copytree(ensure_tiny_model(str(tmp_path / "built")), job / "weights")
+    (job / "sketch.svg").write_text(SKETCH)
+    objects = [protocol.ObjectSpec(name="line", strokes=[0, 1])]
+    spec = protocol.JobSpec(sketch="sketch.svg", prompt="a line waves", objects=objects, frames=3, steps=1, size=32,
+                            prior="modelscope", model="weights")  # fmt: skip
+    spec.save(job / protocol.JOB_SPEC)
+    assert Path.cwd() != job and not (Path.cwd() / "weights").exists()
+    assert main(["run", str(job), "--progress", "none"]) == protocol.EXIT_OK
+    assert protocol.load_result(job / protocol.RESULT)["frames"] == 3

@@ -2,12 +2,15 @@
 
 `objects.tsv`: `name<TAB>i,j,k` per object, 0-based `<path>` indices in document order.
 `trajectories.tsv`: `name<TAB>[x,y,w,h],[x,y,w,h],...` per object, a box per frame (canvas pixels).
-Pure Python so that the add-on can read stroke tables too.
+Both are UTF-8, with or without a byte-order mark. Blank lines and lines whose first non-blank character is
+`#` are comments. A name is everything before the first tab, trimmed; it may hold any character but control
+characters (so that names print safely in terminals and logs). Pure Python so that the add-on reads them too.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 from .errors import UserError
@@ -19,7 +22,7 @@ _INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits only ("²".isdigit() is true)
 
 def _read_rows(path: Path, what: str) -> list[tuple[int, str, str]]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     except OSError as exc:
         raise UserError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -31,6 +34,8 @@ def _read_rows(path: Path, what: str) -> list[tuple[int, str, str]]:
         name, tab, rest = line.partition("\t")
         if not tab or not name.strip():
             raise UserError(f"{path}, line {number}: expected 'name<TAB>...', got {line[:60]!r}")
+        if any(unicodedata.category(character) == "Cc" for character in name):
+            raise UserError(f"{path}, line {number}: the name {name.strip()!r} holds a control character")
         rows.append((number, name.strip(), rest.strip()))
     return rows
 

@@ -12,6 +12,7 @@ import pytest
 
 from server.errors import UserError
 from server.sketch import Sketch, default_objects, load_svg
+from server.tables import read_stroke_table
 from tests.conftest import multiobject_sketches
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -240,3 +241,12 @@ def test_rotation_about_a_point(tmp_path: Path) -> None:
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     expected = (sketch.strokes[0].subpaths[0] - 50) @ rotation.T + 50
     np.testing.assert_allclose(sketch.strokes[1].subpaths[0], expected, atol=1e-9)
+
+
+def test_stroke_tables_read_as_a_text_editor_saves_them(tmp_path: Path) -> None:
+    table = tmp_path / "objects.tsv"
+    table.write_bytes("\ufeffdog\t0,1\n# the ball comes next\n\n  ball \t2\n".encode())  # Notepad's BOM
+    assert read_stroke_table(table, 3) == {"dog": [0, 1], "ball": [2]}
+    table.write_text("dog\x1b[2J\t0\n", encoding="utf-8")  # a name that would clear the user's terminal
+    with pytest.raises(UserError, match=re.escape(r"the name 'dog\x1b[2J' holds a control character")):
+        read_stroke_table(table, 3)

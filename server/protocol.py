@@ -52,6 +52,7 @@ MAX_FRAMES = 240  # 10 s at 24 fps; Live-Sketch animates 24 frames
 MAX_SIZE = 1024  # px rendered for the prior; ModelScope works at 256
 MAX_STEPS = 100_000  # iterations per stage; the paper uses 1000
 MAX_COORDINATE = 1e6  # px, the largest coordinate a sketch or a result may hold
+MAX_OBJECTS = 100  # the paper animates 2 or 3
 
 # Exit codes of `python -m server`.
 EXIT_OK = 0
@@ -128,6 +129,8 @@ class JobSpec:
         for guidance in (self.guidance_local, self.guidance_global):
             if not math.isfinite(guidance) or guidance < 0:
                 raise UserError(f"guidance must be a finite number of 0 or more (got {guidance})")
+        if len(self.objects) > MAX_OBJECTS:
+            raise UserError(f"a job animates at most {MAX_OBJECTS} objects (got {len(self.objects)}): group strokes")
         seen_names: set[str] = set()
         owner: dict[int, str] = {}
         for obj in self.objects:

@@ -35,6 +35,11 @@ ARC_TOLERANCE = 0.01  # px: the largest distance allowed between an arc and its 
 # beyond MAX_COORDINATE, and elements nested deeper than MAX_NESTING, are refused with a message.
 MAX_COORDINATE = protocol.MAX_COORDINATE
 MAX_NESTING = 100
+# Far beyond any hand-drawn sketch (the largest of the shared sets has 270 segments), and small enough that
+# reading, optimizing and writing stay within ordinary memory: a 1,000,000-segment file once took 22 GB.
+MAX_FILE_BYTES = 20 * 2**20
+MAX_STROKES = 10_000
+MAX_SEGMENTS = 50_000
 # Basic shapes with a geometry of their own; read, but they are not strokes of the job contract.
 BASIC_SHAPES = ("rect", "circle", "ellipse", "line", "polyline", "polygon")
 # Elements that draw but have no curves to read: counted so that callers can warn.
@@ -111,6 +116,8 @@ def read_svg(path: Path) -> Document:
     if path.is_dir():
         raise UserError(f"{path} is a folder, not an SVG sketch")
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise UserError(f"the sketch {path} is over {MAX_FILE_BYTES // 2**20} MB: simplify it before animating")
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read the sketch {path}: {exc.strerror or exc}") from None
@@ -149,6 +156,7 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
         raise UserError(f"{path}: the canvas (viewBox, width, height) is beyond {MAX_COORDINATE:g} px")
     diagonal = math.hypot(width, height) / math.sqrt(2)  # what `%` stroke widths are relative to
     shapes: list[Shape] = []
+    segments = 0
     other_drawn: dict[str, int] = {}
     start = _Context((1.0, 0.0, 0.0, 1.0, -origin[0], -origin[1]), None, None)
     for element, context in _walk(root, start, path):
@@ -175,6 +183,12 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
         if not (math.isfinite(width_px) and width_px <= MAX_COORDINATE):
             raise UserError(f"{where}: its stroke width (after transforms) is beyond {MAX_COORDINATE:g} px")
         shapes.append(Shape(name, subpaths, width_px, context.group))
+        segments += sum((len(sub.points) - 1) // 3 for sub in subpaths)
+        if len(shapes) > MAX_STROKES or segments > MAX_SEGMENTS:
+            raise UserError(
+                f"the sketch {path} has over {MAX_STROKES:,} strokes or {MAX_SEGMENTS:,} curve segments, "
+                "far more than a sketch to animate: simplify it (e.g. Inkscape's Path > Simplify)"
+            )
     return Document(width, height, shapes, other_drawn)
 
 

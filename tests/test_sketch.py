@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from server.errors import UserError
 from server.sketch import Sketch, default_objects, load_svg
 from server.tables import read_stroke_table
-from tests.conftest import multiobject_sketches
+from tests.conftest import REPO, multiobject_sketches
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -250,3 +252,24 @@ def test_stroke_tables_read_as_a_text_editor_saves_them(tmp_path: Path) -> None:
     table.write_text("dog\x1b[2J\t0\n", encoding="utf-8")  # a name that would clear the user's terminal
     with pytest.raises(UserError, match=re.escape(r"the name 'dog\x1b[2J' holds a control character")):
         read_stroke_table(table, 3)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="address-space limit as Linux applies it")
+@pytest.mark.parametrize(("paths", "segments"), [(1, 1_000_000), (200_000, 1)], ids=["one-huge-path", "many-paths"])
+def test_a_giant_sketch_is_refused_quickly_within_ordinary_memory(tmp_path: Path, paths: int, segments: int) -> None:
+    """Once 22 GB and the out-of-memory killer: now refused by the reader, under a 1 GB address-space cap."""
+    path = tmp_path / "giant.svg"
+    d = "M 0 0" + " L 1 1 L 2 0" * (segments // 2) if segments > 1 else "M 0 0 L 1 1"
+    body = f'<path d="{d}"/>' * paths
+    path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9">{body}</svg>')
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"
+        "from server.svg import read_svg\n"
+        "from server.errors import UserError\n"
+        "try:\n    read_svg(sys.argv[1])\nexcept UserError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "far more than a sketch to animate" in done.stdout

@@ -36,6 +36,7 @@ JOINT_STAGE = "joint"
 # such a canvas (the sketch's longer side = 256) so that a sketch drawn on a larger or smaller canvas moves alike.
 MOTION_CANVAS = 256.0
 CHECKPOINT_FORMAT = 1
+SAFE_LOAD_TORCH = (2, 6)  # the first torch whose weights_only loading cannot be made to run code
 LATEST_CHECKPOINT = "latest.pt"
 
 # Live-Sketch's optimizer settings.
@@ -404,6 +405,11 @@ class Optimization:
         found = []
         for path in sorted(self.checkpoint_dir.glob("stage-*.pt")) + [self.checkpoint_dir / LATEST_CHECKPOINT]:
             if path.is_file():
+                if _torch_release() < SAFE_LOAD_TORCH:
+                    raise UserError(
+                        f"torch {torch.__version__} can be made to run code by a crafted checkpoint (CVE-2025-32434): "
+                        f"update it to {'.'.join(map(str, SAFE_LOAD_TORCH))} or later before resuming a job"
+                    )
                 try:
                     state = torch.load(path, map_location="cpu", weights_only=True)
                 except Exception as exc:
@@ -431,6 +437,11 @@ class Optimization:
         for name, motion in self.motions.items():
             motion.load_state_dict(checkpoint["motions"][name])
         return _resume_position(checkpoint)
+
+
+def _torch_release() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def _finite_gradients(optimizer: torch.optim.Optimizer) -> bool:

@@ -136,3 +136,16 @@ def test_a_model_folder_named_relative_to_the_job_folder_is_found_from_anywhere(
     assert Path.cwd() != job and not (Path.cwd() / "weights").exists()
     assert main(["run", str(job), "--progress", "none"]) == protocol.EXIT_OK
     assert protocol.load_result(job / protocol.RESULT)["frames"] == 3
+
+
+def test_a_torch_whose_safe_loading_can_be_bypassed_never_reads_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import torch
+
+    out = tmp_path / "job"
+    assert _animate(tmp_path, out) == protocol.EXIT_OK
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran"))
+    assert _animate(tmp_path, out, "--resume") == protocol.EXIT_BAD_INPUT
+    assert "CVE-2025-32434" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from diffusers import UNet3DConditionModel
 from server.augment import augment
 from server.errors import UserError
 from server.priors import load_prior
-from server.priors.modelscope import ModelScopePrior
+from server.priors.modelscope import TRUST_PICKLE, ModelScopePrior
 from server.priors.target import TargetPrior, plan_motions
 from server.priors.tiny import build_components, ensure_tiny_model
 from server.protocol import DEFAULT_MODEL, JobSpec, ObjectSpec
@@ -128,6 +128,26 @@ def test_a_model_folder_without_a_component_is_named(tiny_folder: Path, tmp_path
         (broken / part).symlink_to(tiny_folder / part)
     with pytest.raises(UserError, match="lacks its vae"):
         ModelScopePrior.load(str(broken), CPU, 64)
+
+
+def test_pickle_weights_load_only_from_a_folder_the_user_trusts_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = build_components()
+    folder = tmp_path / "downloaded"
+    built.save(folder)
+    for old in (folder / "unet").glob("*.safetensors"):
+        old.unlink()
+    built.unet.save_pretrained(folder / "unet", safe_serialization=False)  # a pickle file, as old checkpoints are
+    monkeypatch.delenv(TRUST_PICKLE, raising=False)
+    with pytest.raises(UserError, match=f"only as a .bin \\(pickle\\) file.*{TRUST_PICKLE}="):
+        ModelScopePrior.load(str(folder), CPU, 64)
+    monkeypatch.setenv(TRUST_PICKLE, str(tmp_path / "another"))
+    with pytest.raises(UserError, match="pickle"):
+        ModelScopePrior.load(str(folder), CPU, 64)
+    monkeypatch.setenv(TRUST_PICKLE, str(folder))
+    prior = ModelScopePrior.load(str(folder), CPU, 64)
+    assert torch.equal(prior.unet.conv_in.weight, built.unet.conv_in.weight)
 
 
 def test_augmentation_warps_every_frame_the_same_way() -> None:

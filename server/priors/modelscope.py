@@ -8,6 +8,7 @@ hub, and are frozen: the gradient flows through the VAE encoder to the video and
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ _COMPONENT_FILES = {
     "unet": ("config.json",),
 }
 _WEIGHTED = ("text_encoder", "vae", "unet")
+# Model weights load from safetensors only, unless the user names a folder here whose pickle (.bin) files they trust.
+TRUST_PICKLE = "MULTISKETCH_TRUST_PICKLE_WEIGHTS"
 _HUB_CONFIG_PATTERNS = ["model_index.json", "scheduler/*.json", "tokenizer/*", "*/config.json"]
 _PIPELINE_CLASS = "TextToVideoSDPipeline"
 
@@ -109,24 +112,30 @@ class ModelScopeComponents:
         """Read every component from a local folder, preferring the fp16 weight files where they exist."""
         _check_layout(folder)
         variants = {name: _variant(folder / name) for name in _WEIGHTED}
+        safe_only = None if trusts_pickle(folder) else True  # None: safetensors where present, else pickle
         try:
             with _without_progress_bars():
                 return cls(
                     scheduler=DDIMScheduler.from_pretrained(folder / "scheduler"),
                     tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
                     text_encoder=CLIPTextModel.from_pretrained(
-                        folder / "text_encoder", dtype=dtype, variant=variants["text_encoder"]
+                        folder / "text_encoder",
+                        dtype=dtype,
+                        variant=variants["text_encoder"],
+                        use_safetensors=safe_only,
                     ),
                     vae=AutoencoderKL.from_pretrained(
                         folder / "vae",
                         torch_dtype=dtype,
                         variant=variants["vae"],
+                        use_safetensors=safe_only,
                         low_cpu_mem_usage=is_accelerate_available(),
                     ),
                     unet=UNet3DConditionModel.from_pretrained(
                         folder / "unet",
                         torch_dtype=dtype,
                         variant=variants["unet"],
+                        use_safetensors=safe_only,
                         low_cpu_mem_usage=is_accelerate_available(),
                     ),
                 )
@@ -145,8 +154,21 @@ def _check_layout(folder: Path) -> None:
                 "scheduler), e.g. a download of " + DEFAULT_MODEL
             )
     for name in _WEIGHTED:
-        if not list((folder / name).glob("*.safetensors")) and not list((folder / name).glob("*.bin")):
+        if list((folder / name).glob("*.safetensors")):
+            continue
+        if not list((folder / name).glob("*.bin")):
             raise UserError(f"the model folder {folder} lacks the weights of its {name} (no .safetensors or .bin file)")
+        if not trusts_pickle(folder):
+            raise UserError(
+                f"the model folder {folder} has its {name} only as a .bin (pickle) file, which can run code when "
+                f"loaded: convert it to safetensors, or if you trust its source set {TRUST_PICKLE}={folder}"
+            )
+
+
+def trusts_pickle(folder: Path) -> bool:
+    """Whether the user named `folder` in TRUST_PICKLE (folders separated as in PATH)."""
+    named = [entry for entry in os.environ.get(TRUST_PICKLE, "").split(os.pathsep) if entry]
+    return any(Path(entry).expanduser().resolve() == folder.resolve() for entry in named)
 
 
 def _variant(component: Path) -> str | None:

@@ -238,9 +238,8 @@ def toy_settings() -> dict[str, int]:
 def load_result(path: Path) -> dict[str, Any]:
     """Read `result.json`, checked whole (`check_result`) so that nothing half-usable reaches a scene."""
     data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_refuse_constant)
-    if not isinstance(data, dict) or data.get("version") != PROTOCOL_VERSION:
-        version = data.get("version") if isinstance(data, dict) else None
-        raise ValueError(f"result version {version!r} is not {PROTOCOL_VERSION}")
+    if not isinstance(data, dict):
+        raise ValueError("the result is not a JSON object")
     check_result(data)
     return data
 
@@ -251,6 +250,17 @@ def _refuse_constant(name: str) -> None:
 
 def check_result(data: dict[str, Any]) -> None:
     """ValueError naming the first field of a `result.json` document that is missing, mistyped or out of range."""
+    version = data.get("version")
+    if isinstance(version, bool) or version != PROTOCOL_VERSION:
+        raise ValueError(f"result version {version!r} is not {PROTOCOL_VERSION}")
+    canvas = data.get("canvas")
+    _points(canvas, 1, "canvas")
+    if min(canvas) <= 0:
+        raise ValueError(f"canvas must be a positive width and height (got {canvas!r})")
+    _expect(data, "stroke_count", int, 0, MAX_COORDINATE)
+    background = data.get("background", [])
+    if not isinstance(background, list) or not all(_is_index(i) for i in background):
+        raise ValueError("background must be a list of stroke indices")
     _expect(data, "frames", int, 2, MAX_FRAMES)
     _expect(data, "fps", (int, float), 1, 1000)
     frames = data["frames"]

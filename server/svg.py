@@ -180,8 +180,8 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
         width_px = _length_scale(context.transform) * _parse_length(
             context.stroke_width, diagonal, where, "stroke-width"
         )
-        if not (math.isfinite(width_px) and width_px <= MAX_COORDINATE):
-            raise UserError(f"{where}: its stroke width (after transforms) is beyond {MAX_COORDINATE:g} px")
+        if not (math.isfinite(width_px) and 0 <= width_px <= MAX_COORDINATE):
+            raise UserError(f"{where}: its stroke width (after transforms) must be from 0 to {MAX_COORDINATE:g} px")
         shapes.append(Shape(name, subpaths, width_px, context.group))
         segments += sum((len(sub.points) - 1) // 3 for sub in subpaths)
         if len(shapes) > MAX_STROKES or segments > MAX_SEGMENTS:

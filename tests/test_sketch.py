@@ -197,7 +197,7 @@ def _svg(body: str) -> str:
         (_svg('<path d="M 1e308 10 L 20 20"/>'), "coordinates (after transforms) reach beyond"),
         (_svg('<path d="M 1e400 10 L 20 20"/>'), "coordinates (after transforms) reach beyond"),
         (_svg('<g transform="scale(1e308)"><path d="M 0 0 A 10 10 0 0 1 20 0"/></g>'), "its transform stretches"),
-        (_svg('<path d="M 0 0 L 20 0" stroke-width="1e400"/>'), "stroke width (after transforms) is beyond"),
+        (_svg('<path d="M 0 0 L 20 0" stroke-width="1e400"/>'), "stroke width (after transforms) must be from 0 to"),
         ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1e400 9"><path d="M 0 0 L 1 1"/></svg>', "canvas"),
         (_svg("<g>" * 10_000 + '<path d="M 0 0 L 1 1"/>' + "</g>" * 10_000), "nested more than"),
     ],

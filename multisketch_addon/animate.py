@@ -25,6 +25,7 @@ from .job_export import ExportedJob, JobExportError, export_job, sketch_to_anima
 from .preferences import addon_preferences, cache_folder
 
 JOBS_FOLDER = "jobs"
+SET_ASIDE = ".set-aside"  # the suffix of an unfinished job folder that could not be resumed
 ReportLevel = Literal["INFO", "WARNING", "ERROR"]
 POLL_INTERVAL_S = 0.1
 
@@ -37,6 +38,7 @@ class AnimationJob:
         self.exported = exported
         self.process = process
         self.resumed = resumed
+        self.set_aside: Path | None = None  # where an unfinished job that could not be resumed was moved
 
     def update(self, context: bpy.types.Context) -> EngineOutcome | None:
         """Show the engine's new progress; how it ended once it has."""
@@ -77,6 +79,13 @@ class AnimationJob:
             level, message = self._apply(context)
         elif outcome.bad_interpreter and not self.resumed:  # nothing was computed: no folder to keep
             shutil.rmtree(self.exported.job_dir, ignore_errors=True)
+        elif outcome.refused and self.resumed:  # e.g. a damaged checkpoint: never chosen again, kept to look at
+            self.set_aside = _set_aside(self.exported.job_dir)
+            level = "WARNING"
+            message = (
+                f"The unfinished job {self.exported.job_dir.name} could not be resumed ({outcome.message}); "
+                f"it is kept as {self.set_aside.name}, and a fresh job starts"
+            )
         state.message = message.replace(str(self.exported.job_dir), self.exported.job_dir.name)  # fits the sidebar
         _redraw_sidebars(context)
         return level, message
@@ -142,6 +151,20 @@ def _new_job_dir(jobs: Path, sketch_name: str) -> Path:
     raise JobExportError(f"Cannot create a job folder in {jobs}: too many jobs started this second")
 
 
+def _set_aside(job_dir: Path) -> Path:
+    """Rename an unfinished job that cannot be resumed so that no later Animate chooses it; returns its new path."""
+    for number in range(1000):
+        target = job_dir.with_name(f"{job_dir.name}{f'-{number}' if number else ''}{SET_ASIDE}")
+        try:
+            job_dir.rename(target)
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+        return target
+    return job_dir
+
+
 def _resumable_job(jobs: Path, exported: ExportedJob) -> Path | None:
     """The newest earlier, unfinished job with a checkpoint and the very same inputs, sketch and strokes.
 
@@ -149,7 +172,7 @@ def _resumable_job(jobs: Path, exported: ExportedJob) -> Path | None:
     name) still resumes.
     """
     fresh = exported.identity()
-    candidates = [p for p in jobs.iterdir() if p.is_dir() and p != exported.job_dir]
+    candidates = [p for p in jobs.iterdir() if p.is_dir() and p != exported.job_dir and not p.name.endswith(SET_ASIDE)]
     for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
         if (candidate / protocol.RESULT).exists() or not any((candidate / protocol.CHECKPOINTS_DIR).glob("*.pt")):
             continue
@@ -201,6 +224,7 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
     bl_idname = "multisketch.animate"
     bl_label = "Animate with SDS"
     bl_options = {"REGISTER", "UNDO"}
+    _timer = None  # the modal poll's timer; None when the operator runs to completion (execute)
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -219,6 +243,8 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
     def _finish(self, context: bpy.types.Context, job: AnimationJob, outcome: EngineOutcome) -> set[str]:
         level, message = job.conclude(context, outcome)
         self.report({level}, message)
+        if job.set_aside is not None:  # the unfinished job was set aside: start afresh at once
+            return self.execute(context) if self._timer is None else self._follow(context)
         return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -230,13 +256,20 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
+        started = self._follow(context)
+        if started == {"RUNNING_MODAL"}:
+            context.window_manager.modal_handler_add(self)
+        return started
+
+    def _follow(self, context: bpy.types.Context) -> set[str]:
+        """Start a job and poll it from the running modal handler."""
+        self._timer = None
         self._job = self._start(context)
         if self._job is None:
             return {"CANCELLED"}
         if self._job.resumed:
             self.report({"INFO"}, f"Resuming the unfinished job in {self._job.exported.job_dir}")
         self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
-        context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:

@@ -51,12 +51,14 @@ class EngineOutcome:
     """How a finished engine run ended: status is 'done', 'cancelled' or 'failed'.
 
     `bad_interpreter`: it failed because the engine's Python lacks the engine's packages, before
-    computing anything.
+    computing anything. `refused`: the engine refused the job folder's input (exit code 2), e.g. a
+    checkpoint it cannot read.
     """
 
     status: str
     message: str
     bad_interpreter: bool = False
+    refused: bool = False
 
 
 def resolve_interpreter(interpreter: str) -> Path:
@@ -242,7 +244,8 @@ class EngineProcess:
         else:
             tail = [line for line in self._stderr_tail if line.strip()][-3:]
             reason = f"the engine failed (exit code {code})" + (": " + " | ".join(tail) if tail else "")
-        return EngineOutcome("failed", f"{reason[:1].upper()}{reason[1:]}. Details: {self.stderr_log}")
+        message = f"{reason[:1].upper()}{reason[1:]}. Details: {self.stderr_log}"
+        return EngineOutcome("failed", message, refused=code == protocol.EXIT_BAD_INPUT)
 
     def _missing_package(self) -> str | None:
         """The line saying which of the engine's packages its Python lacks, if that is why it failed."""

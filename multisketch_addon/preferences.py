@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -89,11 +88,14 @@ def cache_folder(context: bpy.types.Context) -> Path:
     """The folder for job folders and the engine environment (created on demand by its users)."""
     chosen = addon_preferences(context).cache_dir.strip()
     if chosen:
-        return Path(bpy.path.abspath(chosen))
+        # "//jobs" is relative to the blend file (Blender's convention), "~" is the user's home; any other
+        # relative path is taken from the home folder, never from wherever Blender happened to be started.
+        folder = Path(bpy.path.abspath(chosen)).expanduser()
+        return folder if folder.is_absolute() else Path.home() / folder
     try:
         return Path(bpy.utils.extension_path_user(__package__, create=False))
-    except ValueError:  # installed as a legacy add-on, not as an extension
-        return Path(tempfile.gettempdir()) / "multisketch"
+    except ValueError:  # installed as a legacy add-on: the user's own Blender data folder, not a shared /tmp
+        return Path(bpy.utils.user_resource("DATAFILES", path="multisketch"))
 
 
 def venv_python(env_dir: Path) -> Path:

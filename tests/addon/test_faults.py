@@ -378,3 +378,26 @@ def test_a_crashing_blender_closes_the_engines_input(tmp_path: Path) -> None:
     while not noticed.exists():
         assert time.monotonic() < deadline, "the engine never saw that Blender is gone"
         time.sleep(0.1)
+
+
+def test_an_unfinished_job_that_cannot_be_resumed_is_set_aside_and_a_fresh_one_runs(
+    sketch: bpy.types.Collection, tmp_path: Path
+) -> None:
+    bpy.ops.multisketch.animate()
+    (stuck,) = _jobs(tmp_path)
+    (stuck / "result.json").unlink()  # unfinished, as after a crash, and its checkpoints damaged
+    damaged = {}
+    for checkpoint in (stuck / "checkpoints").glob("*.pt"):
+        checkpoint.write_bytes(b"half a checkpoint")
+        damaged[checkpoint.name] = b"half a checkpoint"
+    assert damaged
+
+    bpy.ops.multisketch.animate()  # would resume it, and before this fix failed on every try
+
+    jobs = _jobs(tmp_path)
+    (kept,) = [job for job in jobs if job.name.endswith(animate.SET_ASIDE)]
+    assert kept.name.startswith(stuck.name) and not stuck.exists()
+    assert {p.name: p.read_bytes() for p in (kept / "checkpoints").glob("*.pt")} == damaged  # kept to look at
+    (fresh,) = [job for job in jobs if job != kept]
+    assert (fresh / "result.json").is_file()
+    assert addon_module("writeback").has_result(sketch)

@@ -47,6 +47,10 @@ def test_defaults_name_the_paper_model_and_a_user_cache_folder(prefs, tmp_path: 
     assert default_cache == Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=False))
     prefs.cache_dir = str(tmp_path)
     assert preferences.cache_folder(bpy.context) == tmp_path
+    prefs.cache_dir = "~/multisketch jobs"
+    assert preferences.cache_folder(bpy.context) == Path.home() / "multisketch jobs"
+    prefs.cache_dir = "multisketch jobs"  # relative: never to the folder Blender was started in
+    assert preferences.cache_folder(bpy.context) == Path.home() / "multisketch jobs"
 
 
 def test_create_engine_env_installs_and_sets_the_engine_python(prefs, env_cache: Path, tmp_path: Path) -> None:

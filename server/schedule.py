@@ -35,7 +35,7 @@ JOINT_STAGE = "joint"
 # Live-Sketch's scales and learning rates were chosen for 256 px canvases. The motion networks work in units of
 # such a canvas (the sketch's longer side = 256) so that a sketch drawn on a larger or smaller canvas moves alike.
 MOTION_CANVAS = 256.0
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: a checkpoint holds only the networks its stage trains
 SAFE_LOAD_TORCH = (2, 6)  # the first torch whose weights_only loading cannot be made to run code
 LATEST_CHECKPOINT = "latest.pt"
 
@@ -212,8 +212,9 @@ class Optimization:
     def run(self, resume: bool) -> dict[str, ObjectAnimation]:
         """Every stage from the start (or from the newest checkpoint), then every object's animation."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = self._newest_checkpoint() if resume else None
-        first_stage, first_step = self._restore_motions(checkpoint) if checkpoint else (0, 0)
+        found = self._checkpoints() if resume else []
+        checkpoint = max(found, key=_resume_position, default=None)
+        first_stage, first_step = self._restore_motions(found) if found else (0, 0)
         self._run_started, self._steps_this_run = time.monotonic(), 0
         for index in range(first_stage, len(self.stages)):
             resumed = checkpoint if index == first_stage and first_step > 0 else None
@@ -381,7 +382,11 @@ class Optimization:
         optimizers: dict[str, torch.optim.Optimizer],
         schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
     ) -> None:
-        """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint."""
+        """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint.
+
+        Only the networks this stage trains are stored: the others are in earlier stages' files or still as they
+        were made from the seed, so the checkpoints of a job grow with its objects, not with their square.
+        """
         state = {
             "format": CHECKPOINT_FORMAT,
             "stages": [s.name for s in self.stages],
@@ -390,7 +395,7 @@ class Optimization:
             "stage": stage,
             "step": step,
             "finished": finished,
-            "motions": {name: motion.state_dict() for name, motion in self.motions.items()},
+            "motions": {name: self.motions[name].state_dict() for name in self.stages[stage].animated},
             "optimizers": {kind: optimizer.state_dict() for kind, optimizer in optimizers.items()},
             "schedulers": {kind: scheduler.state_dict() for kind, scheduler in schedulers.items()},
             "generator": self.generator.get_state(),
@@ -400,8 +405,8 @@ class Optimization:
             torch.save(state, partial)
         self.emit("checkpoint", stage=self.stages[stage].name, step=step, path=str(path))
 
-    def _newest_checkpoint(self) -> dict[str, Any] | None:
-        """The checkpoint furthest into the job, or None when there is none."""
+    def _checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint of the job (each stage's last, and the latest mid-stage one), checked to belong to it."""
         found = []
         for path in sorted(self.checkpoint_dir.glob("stage-*.pt")) + [self.checkpoint_dir / LATEST_CHECKPOINT]:
             if path.is_file():
@@ -416,7 +421,7 @@ class Optimization:
                     raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
                 self._check_belongs(state, path)
                 found.append(state)
-        return max(found, key=_resume_position, default=None)
+        return found
 
     def _check_belongs(self, state: dict[str, Any], path: Path) -> None:
         mine = {
@@ -432,11 +437,13 @@ class Optimization:
                 "resume with the job's own settings, or start over in a fresh output folder"
             )
 
-    def _restore_motions(self, checkpoint: dict[str, Any]) -> tuple[int, int]:
-        """Load every network; returns where the run goes on: (stage index, steps already done in it)."""
-        for name, motion in self.motions.items():
-            motion.load_state_dict(checkpoint["motions"][name])
-        return _resume_position(checkpoint)
+    def _restore_motions(self, checkpoints: list[dict[str, Any]]) -> tuple[int, int]:
+        """Load each network from the furthest checkpoint that holds it; returns where the run goes on:
+        (stage index, steps already done in it)."""
+        for state in sorted(checkpoints, key=_resume_position):
+            for name, weights in state["motions"].items():
+                self.motions[name].load_state_dict(weights)
+        return max(_resume_position(state) for state in checkpoints)
 
 
 def _torch_release() -> tuple[int, int]:

@@ -267,6 +267,16 @@ def test_a_stage_gives_the_same_result_whichever_objects_run_before_it(tmp_path:
     assert all(torch.equal(stage_a[k], stage_b[k]) for k in stage_a)
 
 
+def test_each_checkpoint_holds_only_the_networks_its_stage_trains(tmp_path: Path) -> None:
+    """Checkpoints grow with the objects, not with their square (20 objects once took 390 MB)."""
+    spec = _spec(steps=2, checkpoint_every=1)
+    optimization, _ = _run(spec, tmp_path)
+    held = {p.name: set(torch.load(p, weights_only=True)["motions"]) for p in tmp_path.glob("*.pt")}
+    stages = {f"stage-{i}.pt": set(stage.animated) for i, stage in enumerate(optimization.stages)}
+    assert {name: objects for name, objects in held.items() if name != "latest.pt"} == stages
+    assert len(stages) == 4 and all(len(objects) == 1 for name, objects in stages.items() if name != "stage-3.pt")
+
+
 def test_the_learning_rate_warms_up_then_decays_as_in_live_sketch() -> None:
     multiplier = lr_multiplier(1000)
     assert multiplier(0) == pytest.approx(0.1)

@@ -137,17 +137,11 @@ def suggest_labels(chains: Sequence[np.ndarray], canvas_size: Sequence[float]) -
 
 
 def current_sketch(context: bpy.types.Context) -> bpy.types.Collection:
-    """The sketch of the active object or collection, or the scene's only sketch."""
-    for candidate in (context.active_object, context.collection):
-        sketch = scene_model.sketch_of(candidate)
-        if sketch is not None:
-            return sketch
-    sketches = scene_model.sketch_collections(context.scene)
-    if len(sketches) == 1:
-        return sketches[0]
-    if not sketches:
-        raise GroupingError("The scene has no sketch: import one first (MultiSketch > Import SVG)")
-    raise GroupingError("Several sketches in the scene: make a stroke or collection of the one to group active")
+    """The sketch the grouping tools work on (`scene_model.chosen_sketch`); GroupingError saying how to choose."""
+    sketch, why = scene_model.chosen_sketch(context)
+    if sketch is None:
+        raise GroupingError(why[:1].upper() + why[1:])
+    return sketch
 
 
 def selected_strokes(context: bpy.types.Context, sketch: bpy.types.Collection) -> dict[bpy.types.Object, list[int]]:

@@ -111,19 +111,11 @@ class _Stroke:
 
 
 def sketch_to_animate(context: bpy.types.Context) -> bpy.types.Collection:
-    """The sketch chosen in the sidebar, else the active object's, else the scene's only sketch."""
-    sketches = scene_model.sketch_collections(context.scene)
-    chosen = context.scene.multisketch.sketch
-    if chosen is None and context.active_object is not None:
-        chosen = scene_model.sketch_of(context.active_object)
-    if chosen is not None and chosen in sketches:
-        return chosen
-    if not sketches:
-        raise JobExportError("Nothing to animate: the scene has no sketch. Import one first (MultiSketch > Import SVG)")
-    if len(sketches) > 1:
-        names = ", ".join(f"'{sketch.name}'" for sketch in sketches)
-        raise JobExportError(f"The scene holds several sketches ({names}): choose one in the MultiSketch sidebar")
-    return sketches[0]
+    """The sketch that Animate works on (`scene_model.chosen_sketch`); JobExportError saying how to choose one."""
+    sketch, why = scene_model.chosen_sketch(context)
+    if sketch is None:
+        raise JobExportError(f"Nothing to animate: {why}")
+    return sketch
 
 
 def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir: Path) -> ExportedJob:

@@ -65,6 +65,25 @@ def sketch_collections(scene: bpy.types.Scene) -> list[bpy.types.Collection]:
     return [found[name] for name in sorted(found)]
 
 
+def chosen_sketch(context: bpy.types.Context) -> tuple[bpy.types.Collection | None, str]:
+    """The sketch the user means, or None and what to do: the sidebar's choice, else the active object's or
+    collection's sketch, else the scene's only one. The sidebar, the grouping tools and Animate all ask here, so
+    with several sketches in a file they never work on different ones."""
+    sketches = sketch_collections(context.scene)
+    settings = getattr(context.scene, "multisketch", None)  # None while the add-on's settings are unregistered
+    chosen = settings.sketch if settings is not None else None
+    for candidate in (chosen, getattr(context, "active_object", None), getattr(context, "collection", None)):
+        sketch = sketch_of(candidate)
+        if sketch is not None and sketch in sketches:
+            return sketch, ""
+    if len(sketches) == 1:
+        return sketches[0], ""
+    if not sketches:
+        return None, "the scene has no sketch: import one first (MultiSketch > Import SVG)"
+    names = ", ".join(f"'{sketch.name}'" for sketch in sketches)
+    return None, f"the scene holds several sketches ({names}): choose one in the MultiSketch sidebar"
+
+
 def sketch_of(id_data: bpy.types.ID | None) -> bpy.types.Collection | None:
     """The sketch that a collection (the sketch or one of its objects) or a Grease Pencil object belongs to."""
     if isinstance(id_data, bpy.types.Object):

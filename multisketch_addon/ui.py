@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import job_export, scene_model, text_fit, writeback
+from . import scene_model, text_fit, writeback
 
 CATEGORY = "MultiSketch"
 SIDEBAR_WIDTH = 280  # px at UI scale 1: a new sidebar's width (292 px at scale 1.04), for drawing without a window
@@ -19,14 +19,9 @@ MESSAGE_MARGIN_UNITS = 4.5  # the sidebar's width less a label's text room, in U
 
 
 def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
-    """The sketch the tab works on, the same one "Animate with SDS" takes; None while that is unclear."""
-    if getattr(context.scene, "multisketch", None) is None:  # settings not registered: the only sketch, if one
-        sketches = scene_model.sketch_collections(context.scene)
-        return sketches[0] if len(sketches) == 1 else None
-    try:
-        return job_export.sketch_to_animate(context)
-    except job_export.JobExportError:
-        return None
+    """The sketch the tab works on, the same one "Animate with SDS" and the grouping tools take; None while that is
+    unclear."""
+    return scene_model.chosen_sketch(context)[0]
 
 
 def message_room(context: bpy.types.Context) -> float:

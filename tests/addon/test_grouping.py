@@ -256,3 +256,27 @@ def test_regrouping_a_sketch_imported_away_from_the_origin_moves_no_stroke(empty
     assert np.allclose(_world_points(sketch), before, atol=1e-6)
     for drawing in scene_model.drawing_objects(sketch):
         assert tuple(drawing.location) == (3.0, -2.0, 1.5)
+
+
+def test_with_two_sketches_the_sidebar_grouping_and_animate_work_on_the_same_one(empty_scene) -> None:
+    from tests.addon.conftest import import_shared_sketch
+
+    ui, job_export = addon_module("ui"), addon_module("job_export")
+    first, second = import_shared_sketch("airplane1"), import_shared_sketch("cat11")
+
+    def everyone() -> set:
+        return {ui.active_sketch(bpy.context), grouping.current_sketch(bpy.context),
+                job_export.sketch_to_animate(bpy.context)}  # fmt: skip
+
+    bpy.context.view_layer.objects.active = scene_model.drawing_objects(second)[0]
+    assert everyone() == {second}  # nothing chosen in the sidebar: the active stroke object's sketch
+    bpy.context.scene.multisketch.sketch = first
+    assert everyone() == {first}  # the sidebar's choice wins over a stroke of the other sketch that is active
+    bpy.context.scene.multisketch.sketch = None
+    bpy.context.view_layer.objects.active = None
+    assert ui.active_sketch(bpy.context) is None
+    names = f"'{first.name}', '{second.name}'"
+    with pytest.raises(grouping.GroupingError, match=f"several sketches \\({names}\\)"):
+        grouping.current_sketch(bpy.context)
+    with pytest.raises(job_export.JobExportError, match="choose one in the MultiSketch sidebar"):
+        job_export.sketch_to_animate(bpy.context)

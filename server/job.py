@@ -139,7 +139,7 @@ class JobFolder:
 
     def write_outputs(self, spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> list[str]:
         """Result file last, so that its presence means every other output is complete; returns warnings."""
-        frames = scene_frames(spec, sketch, animation)
+        frames = strokes_per_frame(spec, sketch, animation)
         self._write_svg_frames(sketch, frames)
         warnings = self._write_previews(sketch, frames)
         files.write_text(self.result, json.dumps(build_result(spec, sketch, animation)) + "\n")
@@ -176,7 +176,7 @@ def background_strokes(spec: JobSpec, sketch: Sketch) -> list[int]:
     return [index for index in range(len(sketch.strokes)) if index not in owned]
 
 
-def scene_frames(
+def strokes_per_frame(
     spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]
 ) -> list[list[tuple[list[np.ndarray], float]]]:
     """Per frame, every stroke of the sketch in document order as (sub-paths, width)."""

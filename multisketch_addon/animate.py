@@ -184,16 +184,6 @@ def _resumable_job(jobs: Path, exported: ExportedJob) -> Path | None:
     return None
 
 
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
     kind = event["event"]
     if kind == "stage":
@@ -204,7 +194,7 @@ def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
         state.step = int(event.get("step", 0))
         state.steps = int(event.get("steps", state.steps))
         state.progress = min(max(float(event.get("progress", 0.0)), 0.0), 1.0)
-        state.eta = _format_seconds(event.get("eta_s"))
+        state.eta = protocol.format_duration(event.get("eta_s"))
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:

@@ -204,7 +204,7 @@ def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object,
                 "join them into one (Ctrl+J) or move the extra ones to other objects"
             )
         ob = scene_model.drawing_object(collection)
-        if _stroke_count(ob) == 0:
+        if scene_model.stroke_count(ob) == 0:
             raise JobExportError(
                 f"The object '{collection.name}' has no strokes: assign strokes to it or delete the collection"
             )
@@ -227,11 +227,6 @@ def _object_owners(sketch: bpy.types.Collection) -> list[tuple[bpy.types.Object,
             f"Nothing to animate: every object of '{sketch.name}' is static. Untick 'Static' on at least one"
         )
     return owners
-
-
-def _stroke_count(ob: bpy.types.Object | None) -> int:
-    drawing = scene_model.rest_drawing(ob) if ob is not None else None
-    return 0 if drawing is None else len(drawing.curve_offsets) - 1
 
 
 def _read_strokes(ob: bpy.types.Object) -> list[_Stroke]:

@@ -65,6 +65,12 @@ def sketch_collections(scene: bpy.types.Scene) -> list[bpy.types.Collection]:
     return [found[name] for name in sorted(found)]
 
 
+def stroke_count(ob: bpy.types.Object | None) -> int:
+    """How many strokes the object's rest drawing holds (0 for no object or no drawing)."""
+    drawing = rest_drawing(ob) if ob is not None else None
+    return 0 if drawing is None else len(drawing.curve_offsets) - 1
+
+
 def chosen_sketch(context: bpy.types.Context) -> tuple[bpy.types.Collection | None, str]:
     """The sketch the user means, or None and what to do: the sidebar's choice, else the active object's or
     collection's sketch, else the scene's only one. The sidebar, the grouping tools and Animate all ask here, so

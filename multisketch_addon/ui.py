@@ -57,13 +57,6 @@ def _preferences(context: bpy.types.Context) -> bpy.types.AddonPreferences | Non
     return addon.preferences if addon is not None else None
 
 
-def _stroke_count(gp_object: bpy.types.Object | None) -> int:
-    if gp_object is None:
-        return 0
-    drawing = scene_model.rest_drawing(gp_object)
-    return 0 if drawing is None else len(drawing.curve_offsets) - 1
-
-
 def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> None:
     stage = job.stage or "starting"
     step = f"  step {job.step}/{job.steps}" if job.steps and job.step else ""  # a resumed job starts past 0
@@ -143,13 +136,13 @@ class MULTISKETCH_PT_objects(_SketchPanel):
             settings = getattr(collection, "multisketch", None)
             box = layout.box()
             row = box.row(align=True)
-            strokes = _stroke_count(scene_model.drawing_object(collection))
+            strokes = scene_model.stroke_count(scene_model.drawing_object(collection))
             row.label(text=f"{collection.name} ({strokes} strokes)", icon="OUTLINER_COLLECTION")
             _prop(row, settings, "static", text="", icon="PINNED" if getattr(settings, "static", False) else "UNPINNED")
             row.operator("multisketch.remove_object", text="", icon="X").name = collection.name
             if not getattr(settings, "static", False):
                 _prop(box, settings, "prompt", text="", placeholder="own prompt (optional)")
-        background = _stroke_count(scene_model.background_object(sketch))
+        background = scene_model.stroke_count(scene_model.background_object(sketch))
         if background:
             layout.label(text=f"Background: {background} strokes, never move", icon="IMAGE_BACKGROUND")
         column = layout.column(align=True)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import encode_event
+from .protocol import encode_event, format_duration
 
 BAR_WIDTH = 24
 
@@ -63,7 +63,7 @@ class ProgressReporter:
     def _draw(self, name: str, fields: dict[str, Any]) -> None:
         if name == "step" and self.mode == "bar":
             filled = round(BAR_WIDTH * fields["progress"])
-            eta = _format_seconds(fields.get("eta_s"))
+            eta = format_duration(fields.get("eta_s")) or "?"
             line = (
                 f"\r{fields['stage']:<16} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
                 f"{fields['progress']:6.1%} step {fields['step']}/{fields['steps']} "
@@ -80,10 +80,3 @@ class ProgressReporter:
         if self._bar_open:
             self._print("", sys.stderr)
             self._bar_open = False
-
-
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

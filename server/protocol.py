@@ -323,6 +323,17 @@ def _is_index(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def format_duration(seconds: float | None) -> str:
+    """A time left as people read it in a progress line: 45s, 3m05s, 1h02m ("" when unknown)."""
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def encode_event(event: str, **fields: Any) -> str:
     """One progress event as a JSON line (no newline)."""
     return json.dumps({"event": event, **fields}, separators=(",", ":"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,19 +120,6 @@ def derived_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed % 2**63, *keys]).generate_state(1, dtype=np.uint64)[0] % 2**63)
 
 
-def segment_widths(sketch: Sketch, indices: Sequence[int]) -> np.ndarray:
-    """The stroke width of every segment that `sketch.segments(indices)` returns, in the same order: (S,)."""
-    return np.array(
-        [
-            sketch.strokes[index].width
-            for index in indices
-            for chain in sketch.strokes[index].subpaths
-            for _ in range((len(chain) - 1) // 3)
-        ],
-        dtype=np.float64,
-    )
-
-
 class ObjectLayout:
     """Where an object's strokes sit in its flat list of control points, to cut it into segments and back."""
 
@@ -152,7 +139,7 @@ class ObjectLayout:
         self.rest_points = np.concatenate(chains).astype(np.float64) if chains else np.zeros((0, 2))
         # (S, 4) indices into the flat points, in the order of Sketch.segments(obj.strokes).
         self.segment_index = torch.tensor(segments, dtype=torch.long, device=device)
-        self.segment_widths = torch.tensor(segment_widths(sketch, obj.strokes), dtype=torch.float32, device=device)
+        self.segment_widths = torch.tensor(sketch.segment_widths(obj.strokes), dtype=torch.float32, device=device)
 
     def regroup(self, points: np.ndarray) -> list[list[np.ndarray]]:
         """Flat (P, 2) points of one frame -> [stroke][sub-path] chains."""
@@ -191,7 +178,7 @@ class Optimization:
         self.scale, offset_x, offset_y = canvas_to_render(sketch.width, sketch.height, spec.size)
         self.offset = torch.tensor([offset_x, offset_y], dtype=torch.float32, device=self.device)
         self.still_segments = torch.tensor(sketch.segments(still), dtype=torch.float32, device=self.device)
-        self.still_widths = torch.tensor(segment_widths(sketch, still), dtype=torch.float32, device=self.device)
+        self.still_widths = torch.tensor(sketch.segment_widths(still), dtype=torch.float32, device=self.device)
         self.generator = torch.Generator()
         self._run_started = 0.0
         self._steps_this_run = 0

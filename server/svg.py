@@ -40,6 +40,7 @@ MAX_NESTING = 100
 MAX_FILE_BYTES = 20 * 2**20
 MAX_STROKES = 10_000
 MAX_SEGMENTS = 50_000
+TOO_BIG = "far more than a sketch to animate; simplify it (e.g. Inkscape's Path > Simplify)"
 # Basic shapes with a geometry of their own; read, but they are not strokes of the job contract.
 BASIC_SHAPES = ("rect", "circle", "ellipse", "line", "polyline", "polygon")
 # Elements that draw but have no curves to read: counted so that callers can warn.
@@ -171,7 +172,7 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
             raise UserError(f"{where}: its transform stretches it beyond {MAX_COORDINATE:g} times")
         tolerance = ARC_TOLERANCE / max(stretch, 1e-12)
         if name == "path":
-            local = parse_path(element.get("d", ""), tolerance, where)
+            local = parse_path(element.get("d", ""), tolerance, where, MAX_SEGMENTS - segments)
         else:
             local = _basic_shape(element, name, tolerance)
         subpaths = [SubPath([_apply(context.transform, p) for p in sub.points], sub.closed) for sub in local]
@@ -186,8 +187,7 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
         segments += sum((len(sub.points) - 1) // 3 for sub in subpaths)
         if len(shapes) > MAX_STROKES or segments > MAX_SEGMENTS:
             raise UserError(
-                f"the sketch {path} has over {MAX_STROKES:,} strokes or {MAX_SEGMENTS:,} curve segments, "
-                "far more than a sketch to animate: simplify it (e.g. Inkscape's Path > Simplify)"
+                f"the sketch {path} has over {MAX_STROKES:,} strokes or {MAX_SEGMENTS:,} curve segments: {TOO_BIG}"
             )
     return Document(width, height, shapes, other_drawn)
 
@@ -270,13 +270,17 @@ def _path_tokens(d: str, where: str) -> Iterator[str | float]:
             yield float(match.group(2))
 
 
-def parse_path(d: str, arc_tolerance: float = ARC_TOLERANCE, where: str = "the path") -> list[SubPath]:
+def parse_path(
+    d: str, arc_tolerance: float = ARC_TOLERANCE, where: str = "the path", max_segments: int = MAX_SEGMENTS
+) -> list[SubPath]:
     """Path data as cubic chains, one per sub-path that draws (a lone moveto draws nothing).
 
     A closepath ends its sub-path with a line back to the start (none when already there); drawing on
-    without a moveto starts a new sub-path at that start, as SVG says.
+    without a moveto starts a new sub-path at that start, as SVG says. More than `max_segments` segments are
+    refused as soon as they are read, so a giant path costs no more memory than a sketch.
     """
     subpaths: list[SubPath] = []
+    segments = 0
     points: list[Point] = []
     current = start = (0.0, 0.0)
     last_control: Point | None = None  # the previous segment's last control point, for S and T
@@ -291,6 +295,10 @@ def parse_path(d: str, arc_tolerance: float = ARC_TOLERANCE, where: str = "the p
         points = []
 
     def add(segment: tuple[Point, Point, Point]) -> None:
+        nonlocal segments
+        segments += 1
+        if segments > max_segments:
+            raise UserError(f"{where} has over {MAX_SEGMENTS:,} curve segments: {TOO_BIG}")
         if not points:
             points.append(current)
         points.extend(segment)

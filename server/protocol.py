@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import files
 from .errors import UserError
@@ -300,7 +300,7 @@ def check_result(data: dict[str, Any]) -> None:
 
 def _expect(data: dict, key: str, kind: type | tuple, low: float, high: float, where: str = "") -> None:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, kind) or not (low <= value <= high):
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= cast(float, value) <= high:
         field_name = f"{where}.{key}" if where else key
         raise ValueError(f"{field_name} must be a number from {low:g} to {high:g} (got {value!r})")
 

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 HEAVY_FOR_BLENDER = {"torch", "diffusers", "transformers", "svgpathtools", "imageio", "scipy"}
 BLENDER_ONLY = {"bpy", "bpy_extras", "bmesh", "mathutils", "addon_utils", "gpu", "blf", "idprop"}
 # The engine modules the add-on may read (pure Python, through multisketch_addon/contract.py).
-CONTRACT_MODULES = {"protocol", "tables", "errors", "svg"}
+CONTRACT_MODULES = {"protocol", "tables", "errors", "svg", "files"}
 
 
 def _python_files(folder: str) -> list[Path]:

@@ -355,7 +355,24 @@ def _stop_before_load(*_args: object) -> None:
         state.running = False
 
 
-CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel, MULTISKETCH_OT_apply_job)
+class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
+    """Remove the sketch's animation and show the sketch as it was drawn"""
+
+    bl_idname = "multisketch.clear_animation"
+    bl_label = "Clear Animation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        sketch = scene_model.chosen_sketch(context)[0]
+        return sketch is not None and writeback.has_result(sketch)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        writeback.clear_result(scene_model.chosen_sketch(context)[0])
+        return {"FINISHED"}
+
+
+CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel, MULTISKETCH_OT_apply_job, MULTISKETCH_OT_clear_animation)
 
 
 @bpy.app.handlers.persistent

@@ -66,23 +66,6 @@ def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> 
     _operator(row, "multisketch.cancel", text="", icon="CANCEL")
 
 
-class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
-    """Remove the sketch's animation and show the sketch as it was drawn"""
-
-    bl_idname = "multisketch.clear_animation"
-    bl_label = "Clear Animation"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        sketch = active_sketch(context)
-        return sketch is not None and writeback.has_result(sketch)
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        writeback.clear_result(active_sketch(context))
-        return {"FINISHED"}
-
-
 class _SidebarPanel(bpy.types.Panel):
     """Where every panel of the tab lives (never registered itself)."""
 
@@ -187,9 +170,9 @@ class MULTISKETCH_PT_animate(_SketchPanel):
                 column.label(text=line.rstrip(" "), icon="INFO" if number == 0 else "BLANK1")
         sketch = active_sketch(context)
         if not running and writeback.has_result(sketch):
-            layout.operator(MULTISKETCH_OT_clear_animation.bl_idname, icon="TRASH")
+            _operator(layout, "multisketch.clear_animation", icon="TRASH")
         if not running:
             _operator(layout, "multisketch.apply_job", text="Apply Job Folder...", icon="FILE_FOLDER")
 
 
-CLASSES = (MULTISKETCH_OT_clear_animation, MULTISKETCH_PT_sketch, MULTISKETCH_PT_objects, MULTISKETCH_PT_animate)
+CLASSES = (MULTISKETCH_PT_sketch, MULTISKETCH_PT_objects, MULTISKETCH_PT_animate)

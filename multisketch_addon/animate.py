@@ -4,7 +4,8 @@ In the UI the operator runs modally on a timer, so Blender stays responsive for 
 takes; from a script or in background mode it runs to completion before returning. The scene is
 touched only once the engine has finished, in one step (one undo step), so a cancelled or failed
 job leaves it exactly as it was. Job folders are kept: they hold the checkpoints that let the same
-job, started again with the same settings, resume where it stopped.
+job, started again with the same settings, resume where it stopped. Beside it: Cancel, Apply Job Folder
+(a finished job's result into its sketch) and Clear Animation (the result out of the scene again).
 """
 
 from __future__ import annotations

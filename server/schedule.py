@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import files
+from . import checkpoints
 from .errors import UserError
 from .motion import Motion, ObjectMotion
 from .priors import Prior
@@ -35,9 +35,6 @@ JOINT_STAGE = "joint"
 # Live-Sketch's scales and learning rates were chosen for 256 px canvases. The motion networks work in units of
 # such a canvas (the sketch's longer side = 256) so that a sketch drawn on a larger or smaller canvas moves alike.
 MOTION_CANVAS = 256.0
-CHECKPOINT_FORMAT = 2  # 2: a checkpoint holds only the networks its stage trains
-SAFE_LOAD_TORCH = (2, 6)  # the first torch whose weights_only loading cannot be made to run code
-LATEST_CHECKPOINT = "latest.pt"
 
 # Live-Sketch's optimizer settings.
 LOCAL_LR = 5e-3
@@ -199,9 +196,11 @@ class Optimization:
     def run(self, resume: bool) -> dict[str, ObjectAnimation]:
         """Every stage from the start (or from the newest checkpoint), then every object's animation."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        found = self._checkpoints() if resume else []
-        checkpoint = max(found, key=_resume_position, default=None)
-        first_stage, first_step = self._restore_motions(found) if found else (0, 0)
+        found = checkpoints.load_all(self.checkpoint_dir, self._identity()) if resume else []
+        checkpoint = checkpoints.newest(found)
+        for name, weights in checkpoints.networks(found).items():
+            self.motions[name].load_state_dict(weights)
+        first_stage, first_step = checkpoints.resume_position(checkpoint) if checkpoint else (0, 0)
         self._run_started, self._steps_this_run = time.monotonic(), 0
         for index in range(first_stage, len(self.stages)):
             resumed = checkpoint if index == first_stage and first_step > 0 else None
@@ -232,7 +231,7 @@ class Optimization:
             passes.append(("global", self.spec.guidance_global))
         for step in range(first_step, steps):
             if self.should_stop():
-                self._save(LATEST_CHECKPOINT, index, step, False, optimizers, schedulers)
+                self._save(checkpoints.LATEST, index, step, False, optimizers, schedulers)
                 raise Cancelled(f"stopped in stage {stage.name} before step {step + 1}")
             loss = self._step(stage, passes, optimizers, condition)
             with warnings.catch_warnings():  # a skipped first step leaves the schedule a step ahead: meant so
@@ -241,8 +240,8 @@ class Optimization:
                     scheduler.step()
             self._report_step(index, step + 1, loss)
             if (step + 1) % self.spec.checkpoint_every == 0 and step + 1 < steps:
-                self._save(LATEST_CHECKPOINT, index, step + 1, False, optimizers, schedulers)
-        self._save(f"stage-{index}.pt", index, steps, True, optimizers, schedulers)
+                self._save(checkpoints.LATEST, index, step + 1, False, optimizers, schedulers)
+        self._save(checkpoints.stage_file(index), index, steps, True, optimizers, schedulers)
 
     def _step(
         self,
@@ -360,6 +359,9 @@ class Optimization:
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 
+    def _identity(self) -> dict[str, Any]:
+        return checkpoints.identity([s.name for s in self.stages], self.spec.frames, self.spec.steps)
+
     def _save(
         self,
         file_name: str,
@@ -369,83 +371,23 @@ class Optimization:
         optimizers: dict[str, torch.optim.Optimizer],
         schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
     ) -> None:
-        """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint.
-
-        Only the networks this stage trains are stored: the others are in earlier stages' files or still as they
-        were made from the seed, so the checkpoints of a job grow with its objects, not with their square.
-        """
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "stages": [s.name for s in self.stages],
-            "frames": self.spec.frames,
-            "steps": self.spec.steps,
-            "stage": stage,
-            "step": step,
-            "finished": finished,
-            "motions": {name: self.motions[name].state_dict() for name in self.stages[stage].animated},
-            "optimizers": {kind: optimizer.state_dict() for kind, optimizer in optimizers.items()},
-            "schedulers": {kind: scheduler.state_dict() for kind, scheduler in schedulers.items()},
-            "generator": self.generator.get_state(),
-        }
+        """A checkpoint of the networks this stage trains (server/checkpoints.py), announced as an event."""
         path = self.checkpoint_dir / file_name
-        with files.replacing(path) as partial:
-            torch.save(state, partial)
+        checkpoints.save(
+            path,
+            self._identity(),
+            stage,
+            step,
+            finished,
+            motions={name: self.motions[name].state_dict() for name in self.stages[stage].animated},
+            optimizers={kind: optimizer.state_dict() for kind, optimizer in optimizers.items()},
+            schedulers={kind: scheduler.state_dict() for kind, scheduler in schedulers.items()},
+            generator=self.generator.get_state(),
+        )
         self.emit("checkpoint", stage=self.stages[stage].name, step=step, path=str(path))
-
-    def _checkpoints(self) -> list[dict[str, Any]]:
-        """Every checkpoint of the job (each stage's last, and the latest mid-stage one), checked to belong to it."""
-        found = []
-        for path in sorted(self.checkpoint_dir.glob("stage-*.pt")) + [self.checkpoint_dir / LATEST_CHECKPOINT]:
-            if path.is_file():
-                if _torch_release() < SAFE_LOAD_TORCH:
-                    raise UserError(
-                        f"torch {torch.__version__} can be made to run code by a crafted checkpoint (CVE-2025-32434): "
-                        f"update it to {'.'.join(map(str, SAFE_LOAD_TORCH))} or later before resuming a job"
-                    )
-                try:
-                    state = torch.load(path, map_location="cpu", weights_only=True)
-                except Exception as exc:
-                    raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
-                self._check_belongs(state, path)
-                found.append(state)
-        return found
-
-    def _check_belongs(self, state: dict[str, Any], path: Path) -> None:
-        mine = {
-            "format": CHECKPOINT_FORMAT,
-            "stages": [s.name for s in self.stages],
-            "frames": self.spec.frames,
-            "steps": self.spec.steps,
-        }
-        differ = [key for key, value in mine.items() if state.get(key) != value]
-        if differ:
-            raise UserError(
-                f"the checkpoint {path} belongs to a job with other {', '.join(differ)}: "
-                "resume with the job's own settings, or start over in a fresh output folder"
-            )
-
-    def _restore_motions(self, checkpoints: list[dict[str, Any]]) -> tuple[int, int]:
-        """Load each network from the furthest checkpoint that holds it; returns where the run goes on:
-        (stage index, steps already done in it)."""
-        for state in sorted(checkpoints, key=_resume_position):
-            for name, weights in state["motions"].items():
-                self.motions[name].load_state_dict(weights)
-        return max(_resume_position(state) for state in checkpoints)
-
-
-def _torch_release() -> tuple[int, int]:
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def _finite_gradients(optimizer: torch.optim.Optimizer) -> bool:
     """Whether every gradient the optimizer would apply is finite (one check, one device sync)."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     return bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
-
-
-def _resume_position(state: dict[str, Any]) -> tuple[int, int]:
-    """(stage to run, steps of it already done): a finished stage continues with the next one."""
-    if state["finished"]:
-        return state["stage"] + 1, 0
-    return state["stage"], state["step"]

@@ -1,0 +1,87 @@
+"""A job's checkpoints: what a stage has trained so far, so that a stopped job resumes exactly where it was.
+
+Each stage leaves `stage-<i>.pt` when it ends, and `latest.pt` holds the newest point inside a stage. A checkpoint
+holds only the networks its stage trains (with their optimizers, learning-rate schedules and the generator); the
+other networks are in earlier stages' files or still as their seed made them, so a job's checkpoints grow with
+its objects, not with their square. Every checkpoint carries the identity of its job (format, stages, frames,
+steps): one of another job is refused rather than resumed into this one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import files
+from .errors import UserError
+
+FORMAT = 2  # 2: a checkpoint holds only the networks its stage trains
+LATEST = "latest.pt"
+SAFE_LOAD_TORCH = (2, 6)  # the first torch whose weights_only loading cannot be made to run code
+
+
+def identity(stages: list[str], frames: int, steps: int) -> dict[str, Any]:
+    """What makes a checkpoint belong to a job."""
+    return {"format": FORMAT, "stages": stages, "frames": frames, "steps": steps}
+
+
+def stage_file(stage: int) -> str:
+    return f"stage-{stage}.pt"
+
+
+def save(path: Path, job: dict[str, Any], stage: int, step: int, finished: bool, **contents: Any) -> None:
+    """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint."""
+    with files.replacing(path) as partial:
+        torch.save({**job, "stage": stage, "step": step, "finished": finished, **contents}, partial)
+
+
+def load_all(folder: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every checkpoint in `folder` (each stage's last, and the latest mid-stage one); UserError for one that
+    cannot be read safely, or that belongs to another job."""
+    found = []
+    for path in sorted(folder.glob("stage-*.pt")) + [folder / LATEST]:
+        if not path.is_file():
+            continue
+        if _torch_release() < SAFE_LOAD_TORCH:
+            raise UserError(
+                f"torch {torch.__version__} can be made to run code by a crafted checkpoint (CVE-2025-32434): "
+                f"update it to {'.'.join(map(str, SAFE_LOAD_TORCH))} or later before resuming a job"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
+        differ = [key for key, value in job.items() if state.get(key) != value]
+        if differ:
+            raise UserError(
+                f"the checkpoint {path} belongs to a job with other {', '.join(differ)}: "
+                "resume with the job's own settings, or start over in a fresh output folder"
+            )
+        found.append(state)
+    return found
+
+
+def resume_position(state: dict[str, Any]) -> tuple[int, int]:
+    """(stage to run, steps of it already done): a finished stage continues with the next one."""
+    if state["finished"]:
+        return state["stage"] + 1, 0
+    return state["stage"], state["step"]
+
+
+def newest(checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(checkpoints, key=resume_position, default=None)
+
+
+def networks(checkpoints: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each network's weights from the furthest checkpoint that holds it."""
+    weights: dict[str, dict[str, Any]] = {}
+    for state in sorted(checkpoints, key=resume_position):
+        weights.update(state["motions"])
+    return weights
+
+
+def _torch_release() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)

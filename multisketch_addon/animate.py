@@ -227,7 +227,7 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
     def _start(self, context: bpy.types.Context) -> AnimationJob | None:
         try:
             return start_job(context)
-        except (JobExportError, EngineError) as exc:
+        except errors.UserError as exc:  # JobExportError, EngineError and the engine contract's own
             self.report({"ERROR"}, str(exc))
             return None
 

@@ -11,6 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 ADDON_DIR = Path(__file__).resolve().parent
 
@@ -34,6 +35,9 @@ def _engine_module(name: str) -> ModuleType:
 
 protocol = _engine_module("protocol")
 tables = _engine_module("tables")
-errors = _engine_module("errors")
 svg = _engine_module("svg")
 files = _engine_module("files")
+if TYPE_CHECKING:  # the add-on's own errors derive from the contract's UserError: the type checker must see it
+    from server import errors
+else:
+    errors = _engine_module("errors")

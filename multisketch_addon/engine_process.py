@@ -42,7 +42,7 @@ _FIX_HINT = (
 )
 
 
-class EngineError(Exception):
+class EngineError(errors.UserError):
     """The engine cannot start or stopped with a failure; the message says what to do."""
 
 

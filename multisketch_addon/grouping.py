@@ -22,6 +22,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import scene_model
+from .contract import errors
 
 BACKGROUND = "__background__"
 SUGGESTED_NAME = "object"
@@ -36,7 +37,7 @@ _BEZIER = np.stack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T**2,
 BLOCK_POINTS = 256  # sample points per block of the distance computation (memory: block x all points)
 
 
-class GroupingError(Exception):
+class GroupingError(errors.UserError):
     """The grouping cannot be done as asked; the message says what to do."""
 
 

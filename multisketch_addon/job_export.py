@@ -33,7 +33,7 @@ TINY_MODEL_FOLDER = "models/tiny"
 DEFAULT_RADIUS_PX = 1.5
 
 
-class JobExportError(Exception):
+class JobExportError(errors.UserError):
     """The scene cannot be animated as it is; the message says what to change."""
 
 

@@ -51,13 +51,13 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
     model: StringProperty(
         name="Model",
         description="Hugging Face id or local folder (diffusers layout) of the ModelScope text-to-video model",
-        default=protocol.DEFAULT_MODEL,
+        default=protocol.DEFAULTS["model"],
     )
     device: EnumProperty(
         name="Device",
         description="Where the engine computes, unless a scene chooses otherwise",
         items=DEVICE_ITEMS,
-        default="auto",
+        default=protocol.DEFAULTS["device"],
     )
     cache_dir: StringProperty(
         name="Cache Folder",

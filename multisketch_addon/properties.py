@@ -14,7 +14,7 @@ from .contract import protocol
 from .preferences import DEVICE_ITEMS
 
 # Steps per stage of each quality preset; "paper" is the paper's setting.
-QUALITY_STEPS = {"DRAFT": 100, "STANDARD": 400, "PAPER": 1000}
+QUALITY_STEPS = {"DRAFT": 100, "STANDARD": 400, "PAPER": protocol.DEFAULTS["steps"]}  # the paper's: the default
 
 
 def _is_sketch(_settings: bpy.types.PropertyGroup, collection: bpy.types.Collection) -> bool:
@@ -51,7 +51,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
     frames: IntProperty(
         name="Frames",
         description="Frames of the animation (the video prior plays 8 frames per second)",
-        default=24,
+        default=protocol.DEFAULTS["frames"],
         min=2,
         soft_max=48,
         max=protocol.MAX_FRAMES,
@@ -70,7 +70,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
     steps: IntProperty(
         name="Steps",
         description="Optimization steps per stage (Custom quality)",
-        default=1000,
+        default=protocol.DEFAULTS["steps"],
         min=0,
         soft_max=2000,
         max=protocol.MAX_STEPS,
@@ -78,12 +78,17 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
     size: IntProperty(
         name="Render Size",
         description="Side of the square frames the video prior sees, in pixels",
-        default=256,
+        default=protocol.DEFAULTS["size"],
         min=16,
         soft_max=512,
         max=protocol.MAX_SIZE,
     )
-    seed: IntProperty(name="Seed", description="Random seed: the same seed gives the same animation", default=0, min=0)
+    seed: IntProperty(
+        name="Seed",
+        description="Random seed: the same seed gives the same animation",
+        default=protocol.DEFAULTS["seed"],
+        min=0,
+    )
     device: EnumProperty(
         name="Device",
         description="Where the engine computes",
@@ -108,7 +113,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
                 "frames, size and steps, in minutes on a CPU",
             ),
         ),
-        default="modelscope",
+        default=protocol.DEFAULTS["prior"],
     )
 
 

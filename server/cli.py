@@ -7,7 +7,6 @@ Bad input ends with one line on standard error and exit code 2, never a tracebac
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
@@ -39,7 +38,7 @@ exit codes: {protocol.EXIT_OK} done, {protocol.EXIT_FAILED} internal failure (de
 # 11.7 s on one thread and 15.0 s on two of an idle 2-core machine, 19 s and 278 s with the other core busy.
 SMALL_PRIORS = ("tiny", "toy", "target")
 # The job spec's own defaults: the command line shows and uses them, it does not keep its own.
-_DEFAULTS = {field.name: field.default for field in dataclasses.fields(JobSpec)}
+_DEFAULTS = protocol.DEFAULTS
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

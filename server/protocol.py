@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -233,6 +233,10 @@ def _check_type(what: str, value: Any, kind: type | tuple[type, ...]) -> None:
 def toy_settings() -> dict[str, int]:
     """frames, size and steps of the toy prior's model: a job with `prior: toy` runs at them unless told otherwise."""
     return json.loads((TOY_MODEL_FOLDER / TOY_SETTINGS_FILE).read_text(encoding="utf-8"))
+
+
+# The job spec's defaults by field: the one place the command line and the add-on take their defaults from.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(JobSpec) if f.default is not MISSING}
 
 
 def load_result(path: Path) -> dict[str, Any]:

@@ -106,6 +106,14 @@ class AnimationJob:
 _running: AnimationJob | None = None
 
 
+def _no_job_running(operator: type[bpy.types.Operator], context: bpy.types.Context) -> bool:
+    """Whether an operator that starts or applies a job may run now (one job at a time); if not, it says why."""
+    if _running is not None:
+        operator.poll_message_set("A job is running: wait for it or cancel it")
+        return False
+    return context.scene is not None
+
+
 def running_job() -> AnimationJob | None:
     """The job in progress, if any (one at a time)."""
     return _running
@@ -219,10 +227,7 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if _running is not None:
-            cls.poll_message_set("A job is running: wait for it or cancel it")
-            return False
-        return context.scene is not None
+        return _no_job_running(cls, context)
 
     def _start(self, context: bpy.types.Context) -> AnimationJob | None:
         try:
@@ -323,10 +328,7 @@ class MULTISKETCH_OT_apply_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if _running is not None:
-            cls.poll_message_set("A job is running: wait for it or cancel it")
-            return False
-        return context.scene is not None
+        return _no_job_running(cls, context)
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         if not self.directory:

@@ -53,6 +53,11 @@ def load_all(folder: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise UserError(
+                f"the checkpoint {path} was written by another version of the engine: start over in a fresh "
+                "output folder (or delete the job's checkpoints/)"
+            )
         differ = [key for key, value in job.items() if state.get(key) != value]
         if differ:
             raise UserError(

@@ -332,6 +332,10 @@ def test_resuming_with_checkpoints_of_another_job_is_refused_with_a_clear_messag
     _run(_spec(steps=2), tmp_path)
     with pytest.raises(UserError, match="other steps"):
         _run(_spec(steps=3), tmp_path, resume=True)
+    older = torch.load(tmp_path / "stage-0.pt", weights_only=True)
+    torch.save({**older, "format": 1}, tmp_path / "stage-0.pt")  # as earlier versions of the engine wrote them
+    with pytest.raises(UserError, match="written by another version of the engine"):
+        _run(_spec(steps=2), tmp_path, resume=True)
 
 
 def test_a_sketch_on_a_four_times_larger_canvas_gets_the_same_motion_four_times_larger(tmp_path: Path) -> None:

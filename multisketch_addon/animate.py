@@ -82,11 +82,12 @@ class AnimationJob:
             shutil.rmtree(self.exported.job_dir, ignore_errors=True)
         elif outcome.refused and self.resumed:  # e.g. a damaged checkpoint: never chosen again, kept to look at
             self.set_aside = _set_aside(self.exported.job_dir)
-            level = "WARNING"
-            message = (
-                f"The unfinished job {self.exported.job_dir.name} could not be resumed ({outcome.message}); "
-                f"it is kept as {self.set_aside.name}, and a fresh job starts"
-            )
+            if self.set_aside is not None:  # else it could not be renamed: the error stands, and nothing restarts
+                level = "WARNING"
+                message = (
+                    f"The unfinished job {self.exported.job_dir.name} could not be resumed ({outcome.message}); "
+                    f"it is kept as {self.set_aside.name}, and a fresh job starts"
+                )
         state.message = message.replace(str(self.exported.job_dir), self.exported.job_dir.name)  # fits the sidebar
         _redraw_sidebars(context)
         return level, message
@@ -160,18 +161,19 @@ def _new_job_dir(jobs: Path, sketch_name: str) -> Path:
     raise JobExportError(f"Cannot create a job folder in {jobs}: too many jobs started this second")
 
 
-def _set_aside(job_dir: Path) -> Path:
-    """Rename an unfinished job that cannot be resumed so that no later Animate chooses it; returns its new path."""
+def _set_aside(job_dir: Path) -> Path | None:
+    """Rename an unfinished job that cannot be resumed so that no later Animate chooses it; its new path, or None
+    when it cannot be renamed (a fresh job would then resume it again, and fail again)."""
     for number in range(1000):
         target = job_dir.with_name(f"{job_dir.name}{f'-{number}' if number else ''}{SET_ASIDE}")
+        if target.exists():  # set aside before (Linux will not rename onto a folder that is not empty)
+            continue
         try:
             job_dir.rename(target)
-        except FileExistsError:
-            continue
         except OSError:
-            break
+            return None
         return target
-    return job_dir
+    return None
 
 
 def _resumable_job(jobs: Path, exported: ExportedJob) -> Path | None:

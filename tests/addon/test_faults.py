@@ -401,3 +401,16 @@ def test_an_unfinished_job_that_cannot_be_resumed_is_set_aside_and_a_fresh_one_r
     (fresh,) = [job for job in jobs if job != kept]
     assert (fresh / "result.json").is_file()
     assert addon_module("writeback").has_result(sketch)
+
+
+def test_a_job_folder_set_aside_twice_keeps_both_and_an_unrenamable_one_is_not_retried(tmp_path: Path) -> None:
+    first = tmp_path / "sketch-1"
+    (first / "checkpoints").mkdir(parents=True)
+    (first / "checkpoints" / "stage-0.pt").write_bytes(b"damaged")
+    kept = animate._set_aside(first)
+    again = tmp_path / "sketch-1"
+    (again / "checkpoints").mkdir(parents=True)
+    (again / "checkpoints" / "stage-0.pt").write_bytes(b"damaged too")
+    assert animate._set_aside(again) == tmp_path / f"sketch-1-1{animate.SET_ASIDE}"
+    assert kept == tmp_path / f"sketch-1{animate.SET_ASIDE}" and (kept / "checkpoints" / "stage-0.pt").is_file()
+    assert animate._set_aside(tmp_path / "gone") is None  # could not be renamed: no fresh job would get past it

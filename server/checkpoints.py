@@ -40,15 +40,14 @@ def save(path: Path, job: dict[str, Any], stage: int, step: int, finished: bool,
 def load_all(folder: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
     """Every checkpoint in `folder` (each stage's last, and the latest mid-stage one); UserError for one that
     cannot be read safely, or that belongs to another job."""
+    paths = [path for path in [*sorted(folder.glob("stage-*.pt")), folder / LATEST] if path.is_file()]
+    if paths and _torch_release() < SAFE_LOAD_TORCH:
+        raise UserError(
+            f"torch {torch.__version__} can be made to run code by a crafted checkpoint (CVE-2025-32434): "
+            f"update it to {'.'.join(map(str, SAFE_LOAD_TORCH))} or later before resuming a job"
+        )
     found = []
-    for path in sorted(folder.glob("stage-*.pt")) + [folder / LATEST]:
-        if not path.is_file():
-            continue
-        if _torch_release() < SAFE_LOAD_TORCH:
-            raise UserError(
-                f"torch {torch.__version__} can be made to run code by a crafted checkpoint (CVE-2025-32434): "
-                f"update it to {'.'.join(map(str, SAFE_LOAD_TORCH))} or later before resuming a job"
-            )
+    for path in paths:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:

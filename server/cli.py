@@ -317,13 +317,13 @@ def _start_or_resume(
                 f"{args.out} holds a job with other settings ({', '.join(changed)}): "
                 "resume it with the same flags, or choose another --out folder"
             )
-        return _run_folder(folder.path, args.resume, reporter, should_stop)
+        return _run_folder(folder, args.resume, reporter, should_stop)
     folder.create()
     spec.sketch = folder.copy_input(args.sketch, "sketch.svg")
     if args.target_plan:
         spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
     spec.save(folder.spec)
-    return _run_folder(folder.path, args.resume, reporter, should_stop)
+    return _run_folder(folder, args.resume, reporter, should_stop)
 
 
 def _run_claimed_folder(args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
@@ -333,16 +333,13 @@ def _run_claimed_folder(args: argparse.Namespace, reporter: ProgressReporter, sh
     folder = JobFolder(args.job)
     if not folder.path.is_dir():
         raise UserError(f"no job folder at {folder.path}")
-    with folder.claimed():
-        return _run_folder(folder.path, args.resume, reporter, should_stop)
-
-
-def _run_folder(path: Path, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
-    """Run the job in `path`, whose folder the caller holds (`JobFolder.claimed`)."""
-    from .job import JobFolder
-
-    folder = JobFolder(path)
     folder.check_writable()
+    with folder.claimed():
+        return _run_folder(folder, args.resume, reporter, should_stop)
+
+
+def _run_folder(folder: JobFolder, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
+    """Run the job in `folder`, which the caller holds (`JobFolder.claimed`) and has checked to be writable."""
     spec = JobSpec.load(folder.spec)
     spec.validate()
     if not spec.moving_objects():

@@ -315,11 +315,12 @@ def _points(value: Any, count: int, where: str) -> None:
     if not isinstance(pairs, list) or len(pairs) != count:
         raise ValueError(f"{where} must hold {count} pairs of numbers")
     for pair in pairs:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(_is_coordinate(v) for v in pair)):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(is_coordinate(v) for v in pair)):
             raise ValueError(f"{where} must be finite pairs of numbers within {MAX_COORDINATE:g} (got {pair!r})")
 
 
-def _is_coordinate(value: Any) -> bool:
+def is_coordinate(value: Any) -> bool:
+    """A number a sketch or a result may hold as a coordinate: finite and within MAX_COORDINATE (NaN is not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_COORDINATE
 
 

@@ -153,7 +153,7 @@ class _Context:
 
 def _read_document(root: ElementTree.Element, path: Path) -> Document:
     width, height, origin = _canvas(root, path)
-    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in (width, height, *origin)):
+    if not all(map(protocol.is_coordinate, (width, height, *origin))):
         raise UserError(f"{path}: the canvas (viewBox, width, height) is beyond {MAX_COORDINATE:g} px")
     diagonal = math.hypot(width, height) / math.sqrt(2)  # what `%` stroke widths are relative to
     shapes: list[Shape] = []
@@ -176,7 +176,7 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
         else:
             local = _basic_shape(element, name, tolerance)
         subpaths = [SubPath([_apply(context.transform, p) for p in sub.points], sub.closed) for sub in local]
-        if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for sub in subpaths for p in sub.points for v in p):
+        if not all(protocol.is_coordinate(v) for sub in subpaths for p in sub.points for v in p):
             raise UserError(f"{where}: its coordinates (after transforms) reach beyond {MAX_COORDINATE:g} px")
         width_px = _length_scale(context.transform) * _parse_length(
             context.stroke_width, diagonal, where, "stroke-width"
@@ -298,7 +298,7 @@ def parse_path(
         nonlocal segments
         segments += 1
         if segments > max_segments:
-            raise UserError(f"{where} has over {MAX_SEGMENTS:,} curve segments: {TOO_BIG}")
+            raise UserError(f"{where} takes the sketch over {MAX_SEGMENTS:,} curve segments: {TOO_BIG}")
         if not points:
             points.append(current)
         points.extend(segment)

@@ -315,6 +315,17 @@ print("ENGINE", addon_module("animate").start_job(bpy.context).process.pid, flus
 """  # ...and the interpreter ends with the job running, as when Blender quits
 
 
+QUIT_ONCE_LISTENING = (
+    QUIT_WHILE_RUNNING
+    + """
+import os, time
+deadline = time.monotonic() + 30
+while not os.path.exists(sys.argv[4]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+)  # ...once the engine has said it is ready for the stop signal
+
+
 @needs_shared_sketches
 def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
     done = subprocess.run(
@@ -332,13 +343,15 @@ def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
 @needs_shared_sketches
 def test_quitting_blender_leaves_the_engine_time_for_its_stop_checkpoint(tmp_path: Path) -> None:
     # An engine that needs 3 s after the stop signal to finish its step and write its checkpoint.
-    checkpoint = tmp_path / "stop-checkpoint"
+    checkpoint, listening = tmp_path / "stop-checkpoint", tmp_path / "trap-set"
     engine = _script(
-        tmp_path, "careful-python", f"trap 'sleep 3; touch {checkpoint}; exit 3' TERM\nwhile :; do sleep 0.1; done"
+        tmp_path,
+        "careful-python",
+        f"trap 'sleep 3; touch {checkpoint}; exit 3' TERM\ntouch {listening}\nwhile :; do sleep 0.1; done",
     )
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", QUIT_WHILE_RUNNING, str(REPO), str(engine), str(tmp_path / "cache")],
+    done = subprocess.run(  # Blender quits once the engine listens for TERM (a shell not yet there just dies)
+        [sys.executable, "-c", QUIT_ONCE_LISTENING, str(REPO), str(engine), str(tmp_path / "cache"), str(listening)],
         capture_output=True,
         text=True,
         timeout=120,

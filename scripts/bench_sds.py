@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import multiprocessing
@@ -194,7 +195,7 @@ def multi_object_tasks(folders: list[Path], device: str, steps: int) -> list[dic
         for schedule, stage_steps in (("auto", steps), ("joint", steps * (len(moving) + 1))):
             tasks.append({"part": "multi", "sketch": str(folder / "sketch.svg"), "setting": schedule,
                           "flags": [*flags, "--schedule", schedule, "--steps", str(stage_steps)], "device": device,
-                          "seed": 0, "prompt": prompt, "stated": stated})  # fmt: skip
+                          "seed": 0, "prompt": prompt, "stated": stated, "steps": stage_steps})  # fmt: skip
     return tasks
 
 
@@ -221,6 +222,12 @@ def score(rows: list[dict], name: str) -> tuple[float, float]:
     return float(np.mean([o["ok"] for o in mine])), -float(np.mean([o["jitter_px"] for o in mine]))
 
 
+def task_key(part: str, task: dict) -> tuple:
+    """What makes two runs the same run: the sketch's content (not its path), setting, prompts, seed and steps."""
+    sketch = hashlib.sha1(Path(task["sketch"]).read_bytes()).hexdigest()
+    return part, sketch, task["setting"], json.dumps(task["stated"], sort_keys=True), task["seed"], task["steps"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval", type=Path, help="folder of held-out SVG sketches (one object each)")
@@ -240,12 +247,19 @@ def main() -> int:
     steps = args.steps or toy_settings()["steps"]
     everything = []
     pool = multiprocessing.get_context("spawn").Pool(args.workers)
+    done = {}
+    if args.json and args.json.is_file():
+        for line in args.json.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if Path(row["sketch"]).is_file():  # a row of a temporary procedural sketch cannot be matched again
+                done[task_key(row["part"], row)] = row
     log = args.json.open("a", encoding="utf-8") if args.json else None
 
     def run_all(part: str, tasks: list[dict]) -> list[dict]:
-        """Every task, in parallel; each row goes to the JSON-lines log as it comes, so a cut-off run keeps it."""
-        rows = []
-        for row in pool.imap_unordered(run_one, tasks):
+        """Every task, in parallel; each row goes to the JSON-lines log as it comes, so a cut-off run keeps it
+        and a later run with the same log runs only what is missing."""
+        rows = [done[task_key(part, task)] for task in tasks if task_key(part, task) in done]
+        for row in pool.imap_unordered(run_one, [task for task in tasks if task_key(part, task) not in done]):
             rows.append({**row, "part": part})
             if log:
                 log.write(json.dumps(rows[-1]) + "\n")

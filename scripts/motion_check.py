@@ -20,6 +20,7 @@ MIN_SHIFT = 0.02
 MIN_LOG_SCALE = math.log(1.05)
 MIN_TURN_DEGREES = 5.0
 STILL_PX = 1.0
+MAX_TURN_PER_FRAME = 30.0  # degrees the pixel tracker looks for between consecutive frames
 
 
 @dataclass
@@ -51,18 +52,22 @@ def jitter(points: np.ndarray) -> float:
 
 
 def measure_pixels(video: torch.Tensor) -> Measured:
-    """From frames (F, 3, H, W) of dark ink on white: ink centroid, ink spread ratio and the best-matching turn."""
+    """From frames (F, 3, H, W) of dark ink on white: ink centroid, ink spread ratio and the best-matching turns."""
     ink = (1.0 - video.float().mean(dim=1)).clamp(min=0)
     ink = torch.where(ink > 0.1, ink, torch.zeros_like(ink))
     frames, height, width = ink.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
-    )
+    ys, xs = _pixel_grid(height, width)
     mass = ink.sum(dim=(1, 2)).clamp(min=1e-6)
     cx, cy = (ink * xs).sum(dim=(1, 2)) / mass, (ink * ys).sum(dim=(1, 2)) / mass
     spread = ((ink * ((xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2)).sum(dim=(1, 2)) / mass).sqrt()
     scale = float(spread[-1] / spread[0].clamp(min=1e-6))
-    turn = _best_turn(ink[0], ink[-1], (float(cx[0]), float(cy[0])), (float(cx[-1]), float(cy[-1])), scale)
+    # Summed from frame to frame: a first-to-last comparison cannot tell a box turned 60 degrees one way from one
+    # turned 30 degrees the other, and a triangle looks the same after 60 degrees either way.
+    steps = spread[1:] / spread[:-1].clamp(min=1e-6)
+    turn = sum(
+        _best_turn(ink[i], ink[i + 1], (float(cx[i]), float(cy[i])), (float(cx[i + 1]), float(cy[i + 1])), float(step))
+        for i, step in enumerate(steps)
+    )
     shift = np.array([float(cx[-1] - cx[0]), float(cy[-1] - cy[0])])
     moves = torch.stack([cx - cx[0], cy - cy[0]], dim=1).norm(dim=1)
     return Measured(shift, scale, turn, float(moves.max()))
@@ -73,21 +78,19 @@ def _pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.meshgrid(rows, columns, indexing="ij")
 
 
-def _best_turn(first: torch.Tensor, last: torch.Tensor, first_centre, last_centre, scale: float) -> float:
-    """The turn (degrees, -90 to 90) that, with the shift and size ratio, best maps the first frame on the last."""
-    height, width = first.shape
-    angles = torch.deg2rad(torch.arange(-90.0, 91.0, 3.0))
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
-    )
-    # For every output pixel of the last frame, where it comes from in the first: inverse turn and scale.
-    dx, dy = (xs - last_centre[0]) / scale, (ys - last_centre[1]) / scale
+def _best_turn(this: torch.Tensor, following: torch.Tensor, this_centre, following_centre, scale: float) -> float:
+    """The turn (degrees, -30 to 30) that, with the shift and size ratio, best maps one frame on the next."""
+    height, width = this.shape
+    angles = torch.deg2rad(torch.arange(-MAX_TURN_PER_FRAME, MAX_TURN_PER_FRAME + 0.5, 1.0))
+    ys, xs = _pixel_grid(height, width)
+    # For every pixel of the following frame, where it comes from in this one: inverse turn and scale.
+    dx, dy = (xs - following_centre[0]) / scale, (ys - following_centre[1]) / scale
     cos, sin = torch.cos(angles)[:, None, None], torch.sin(angles)[:, None, None]
-    source_x = cos * dx + sin * dy + first_centre[0]
-    source_y = -sin * dx + cos * dy + first_centre[1]
+    source_x = cos * dx + sin * dy + this_centre[0]
+    source_y = -sin * dx + cos * dy + this_centre[1]
     grid = torch.stack([source_x / (width - 1) * 2 - 1, source_y / (height - 1) * 2 - 1], dim=-1)
-    warped = F.grid_sample(first.expand(len(angles), 1, height, width), grid, align_corners=True)[:, 0]
-    score = (warped * last).sum(dim=(1, 2))
+    warped = F.grid_sample(this.expand(len(angles), 1, height, width), grid, align_corners=True)[:, 0]
+    score = (warped * following).sum(dim=(1, 2))
     return float(torch.rad2deg(angles[score.argmax()]))
 
 

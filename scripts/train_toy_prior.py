@@ -62,11 +62,17 @@ NOUNS = (
     "object thing shape sketch drawing animal person man woman child cat dog bird fish horse car boat plane "
     "tree flower sun cloud house ball kite robot dragon rocket"
 ).split()
-# The sampling check names shapes whose turning can be seen (a ball looks the same at every angle).
-CHECK_NAMES = tuple(name for name in SHAPES if name not in ("ball", "ring"))
+# The sampling check names shapes whose turning can be seen (a ball looks the same at every angle; a small face is
+# mostly its round outline, and the pixel tracker misses 3 of 8 of its turns).
+CHECK_NAMES = tuple(name for name in SHAPES if name not in ("ball", "ring", "face"))
 TWO_OBJECTS = 0.3  # fraction of clips with two objects
 EMPTY_CAPTION = 0.1  # fraction of captions dropped, for classifier-free guidance
 AUGMENTED = 0.5  # fraction of clips shown through Live-Sketch's random view
+# Turning is the hardest motion to learn (in 8 x 8 latents a turning shape barely changes its footprint):
+# after 4 runs at equal shares the model still sampled turns at chance, so they get three shares each.
+TURN_WEIGHT = 3.0
+MOTION_WEIGHTS = np.array([TURN_WEIGHT if "turns" in phrase else 1.0 for phrase in MOTIONS])
+MOTION_SHARES = MOTION_WEIGHTS / MOTION_WEIGHTS.sum()
 
 
 # -- captions --------------------------------------------------------------------------------------------------------
@@ -234,7 +240,7 @@ def random_clip(rng: np.random.Generator, examples: list) -> tuple[np.ndarray, s
     """One clip: segments (F, S, 4, 2) in render px and its caption."""
     count = 2 if rng.random() < TWO_OBJECTS else 1
     kinds = rng.choice(len(SHAPES) + len(examples), count, replace=False)
-    motions = rng.choice(list(MOTIONS), count, replace=False)
+    motions = rng.choice(list(MOTIONS), count, replace=False, p=MOTION_SHARES)
     parts, named = [], []
     slots = [rng.uniform(0.3, 0.7, 2)] if count == 1 else two_slots(rng)
     for kind, stated, slot in zip(kinds, motions, slots, strict=True):
@@ -484,7 +490,7 @@ def main() -> int:
     log(f"latents {tuple(latents.shape)}, scaling factor {scale:.4f}")
     unet_steps, unet_loss = train_unet(components.unet, latents, embeddings, empty, args.minutes, args.max_steps, log)
     components.unet.eval()
-    accuracy = {g: sample_check(components, device, args.samples, g, log) for g in (5.0,)}
+    accuracy = {g: sample_check(components, device, args.samples, g, log) for g in (5.0, 10.0)}
 
     for model in (components.unet, components.vae, components.text_encoder):
         model.to("cpu", torch.float16)

@@ -24,6 +24,7 @@ from .contract import errors, files, protocol
 from .engine_process import EngineError, EngineOutcome, EngineProcess, resolve_interpreter, stop_all
 from .job_export import ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
+from .run_settings import run_settings
 
 JOBS_FOLDER = "jobs"
 SET_ASIDE = ".set-aside"  # the suffix of an unfinished job folder that could not be resumed
@@ -129,7 +130,7 @@ def start_job(context: bpy.types.Context) -> AnimationJob:
     jobs = cache_folder(context) / JOBS_FOLDER
     job_dir = _new_job_dir(jobs, sketch.name)
     try:  # until the engine runs, the new folder holds nothing worth keeping
-        exported = export_job(context, sketch, job_dir)
+        exported = export_job(sketch, job_dir, run_settings(context))
         interpreter = resolve_interpreter(addon_preferences(context).python_path)
         previous = _resumable_job(jobs, exported)
         if previous is not None:

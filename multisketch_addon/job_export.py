@@ -13,22 +13,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
 
 from . import scene_model
 from .contract import errors, files, protocol
-from .preferences import addon_preferences, cache_folder
-from .properties import steps_per_stage
 
 if TYPE_CHECKING:
     from server.protocol import JobSpec, ObjectSpec
 
 SKETCH_FILE = "sketch.svg"
 MAP_FILE = "blender_map.json"
-TINY_MODEL_FOLDER = "models/tiny"
 # Half the stroke width of Live-Sketch's sketches (3 px), for strokes that carry no radius.
 DEFAULT_RADIUS_PX = 1.5
 
@@ -118,10 +115,11 @@ def sketch_to_animate(context: bpy.types.Context) -> bpy.types.Collection:
     return sketch
 
 
-def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir: Path) -> ExportedJob:
-    """Check the sketch, then write `sketch.svg`, `job.json` and `blender_map.json` into `job_dir`."""
+def export_job(sketch: bpy.types.Collection, job_dir: Path, settings: dict[str, Any]) -> ExportedJob:
+    """Check the sketch and the run's `settings` (`run_settings`), then write `sketch.svg`, `job.json` and
+    `blender_map.json` into `job_dir`."""
     owners = _object_owners(sketch)
-    if not context.scene.multisketch.prompt.strip():
+    if not settings["prompt"]:
         raise JobExportError(
             "The scene prompt is empty: describe what happens, e.g. 'a cat jumps over a ball' (MultiSketch sidebar)"
         )
@@ -149,7 +147,7 @@ def export_job(context: bpy.types.Context, sketch: bpy.types.Collection, job_dir
         )
         links[collection.name] = ObjectLink(collection.name, ob.name, scene_model.identity(ob))
 
-    spec = _job_spec(context, objects)
+    spec = _job_spec(settings, objects)
     job_dir = Path(job_dir)
     files.make_private_folder(job_dir)
     exported = ExportedJob(
@@ -254,26 +252,8 @@ def _read_strokes(ob: bpy.types.Object) -> list[_Stroke]:
     return strokes
 
 
-def _job_spec(context: bpy.types.Context, objects: list[ObjectSpec]) -> JobSpec:
-    settings = context.scene.multisketch
-    prefs = addon_preferences(context)
-    if settings.prior == "tiny":
-        model = str(cache_folder(context) / TINY_MODEL_FOLDER)
-    else:
-        model = prefs.model.strip() or protocol.DEFAULT_MODEL
-    sizes = {"frames": settings.frames, "steps": steps_per_stage(settings), "size": settings.size}
-    if settings.prior == "toy":  # the model knows one frame count and size only
-        sizes = protocol.toy_settings()
-    spec = protocol.JobSpec(
-        sketch=SKETCH_FILE,
-        prompt=settings.prompt.strip(),
-        objects=objects,
-        **sizes,
-        seed=settings.seed,
-        prior=settings.prior,
-        model=model,
-        device=prefs.device if settings.device == "PREFERENCES" else settings.device,
-    )
+def _job_spec(settings: dict[str, Any], objects: list[ObjectSpec]) -> JobSpec:
+    spec = protocol.JobSpec(sketch=SKETCH_FILE, objects=objects, **settings)
     try:
         spec.validate()
     except errors.UserError as exc:

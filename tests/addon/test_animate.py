@@ -14,6 +14,7 @@ from tests.addon.conftest import SHARED_SKETCH, addon_module, addon_preferences
 from tests.conftest import MULTIOBJECT
 
 job_export = addon_module("job_export")
+run_settings = addon_module("run_settings").run_settings
 scene_model = addon_module("scene_model")
 writeback = addon_module("writeback")
 
@@ -43,7 +44,7 @@ def test_export_sends_the_imported_strokes_objects_and_settings(sketch: bpy.type
     objects["basketball"].multisketch.prompt = "a ball flies into the hoop"
     objects["hoop"].multisketch.static = True
     bpy.context.scene.multisketch.quality = "DRAFT"
-    exported = job_export.export_job(bpy.context, sketch, tmp_path / "job")
+    exported = job_export.export_job(sketch, tmp_path / "job", run_settings(bpy.context))
 
     # The engine sees exactly the strokes of the user's SVG, one <path> per Grease Pencil stroke.
     paths, attributes = svg2paths(str(exported.sketch_path))
@@ -86,10 +87,10 @@ def test_scene_device_overrides_the_preferences_and_paper_quality_is_1000_steps(
     settings = bpy.context.scene.multisketch
     settings.quality, settings.prior, settings.device = "PAPER", "modelscope", "PREFERENCES"
     addon_preferences().model, addon_preferences().device = "/models/text-to-video", "auto"
-    spec = job_export.export_job(bpy.context, sketch, tmp_path / "a").spec
+    spec = job_export.export_job(sketch, tmp_path / "a", run_settings(bpy.context)).spec
     assert (spec.steps, spec.device, spec.model) == (1000, "auto", "/models/text-to-video")
     settings.device = "cuda"
-    assert job_export.export_job(bpy.context, sketch, tmp_path / "b").spec.device == "cuda"
+    assert job_export.export_job(sketch, tmp_path / "b", run_settings(bpy.context)).spec.device == "cuda"
 
 
 def test_headless_animate_runs_to_the_end_and_writes_the_result_back(sketch, tmp_path: Path) -> None:

@@ -211,19 +211,6 @@ def test_suggestion_puts_touching_strokes_together_and_can_be_redone(empty_scene
     assert len(bpy.data.grease_pencils) == len(scene_model.drawing_objects(sketch))
 
 
-def test_gaps_between_curves_are_their_closest_distance_to_within_a_sample_step() -> None:
-    horizontal = np.array([[0, 0], [10, 0], [20, 0], [30, 0]], float)
-    parallel = horizontal + [0, 10]
-    crossing = np.array([[15, -5], [15, 0], [15, 5], [15, 10]], float)
-    far = horizontal + [0, 100]
-    gaps = grouping.stroke_gaps([horizontal, parallel, crossing, far])
-    step = 15 / (grouping.SAMPLES_PER_SEGMENT - 1)  # sample spacing along the 15 px crossing line
-    assert gaps[0, 1] == pytest.approx(10.0)
-    assert gaps[0, 2] <= step / 2
-    assert gaps[0, 3] == pytest.approx(100.0)
-    assert np.array_equal(gaps, gaps.T)
-
-
 def _world_points(sketch: bpy.types.Collection) -> np.ndarray:
     """Every rest-drawing point and handle of the sketch in world space, sorted: where its strokes are seen."""
     found = []

@@ -20,6 +20,7 @@ from tests.addon.conftest import ADDON_PACKAGE, addon_module, import_shared_sket
 
 importer = addon_module("importer")
 job_export = addon_module("job_export")
+run_settings = addon_module("run_settings").run_settings
 scene_model = addon_module("scene_model")
 writeback = addon_module("writeback")
 ui = addon_module("ui")
@@ -41,7 +42,7 @@ def sketch(imported_sketch: bpy.types.Collection, tmp_path: Path) -> bpy.types.C
 
 
 def _export(sketch: bpy.types.Collection, folder: Path):
-    return job_export.export_job(bpy.context, sketch, folder)
+    return job_export.export_job(sketch, folder, run_settings(bpy.context))
 
 
 def _rest_chains(exported) -> list[np.ndarray]:

@@ -24,6 +24,7 @@ from .contract import errors, files, protocol
 from .engine_process import EngineError, EngineOutcome, EngineProcess, resolve_interpreter, stop_all
 from .job_export import ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
+from .reporting import ReportingOperator
 from .run_settings import run_settings
 
 JOBS_FOLDER = "jobs"
@@ -320,7 +321,7 @@ def apply_job_folder(context: bpy.types.Context, job_dir: Path) -> bpy.types.Col
     return sketch
 
 
-class MULTISKETCH_OT_apply_job(bpy.types.Operator):
+class MULTISKETCH_OT_apply_job(ReportingOperator):
     """Write a finished job folder's result into its sketch (e.g. a job that ended while the sketch was away)"""
 
     bl_idname = "multisketch.apply_job"
@@ -339,15 +340,10 @@ class MULTISKETCH_OT_apply_job(bpy.types.Operator):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            sketch = apply_job_folder(context, Path(bpy.path.abspath(self.directory)))
-        except errors.UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+    def act(self, context: bpy.types.Context) -> str:
+        sketch = apply_job_folder(context, Path(bpy.path.abspath(self.directory)))
         context.window_manager.multisketch_job.message = f"Applied {Path(self.directory).name} to '{sketch.name}'"
-        self.report({"INFO"}, f"Applied the job's result to '{sketch.name}'")
-        return {"FINISHED"}
+        return f"Applied the job's result to '{sketch.name}'"
 
 
 @bpy.app.handlers.persistent
@@ -361,7 +357,7 @@ def _stop_before_load(*_args: object) -> None:
         state.running = False
 
 
-class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
+class MULTISKETCH_OT_clear_animation(ReportingOperator):
     """Remove the sketch's animation and show the sketch as it was drawn"""
 
     bl_idname = "multisketch.clear_animation"
@@ -373,9 +369,10 @@ class MULTISKETCH_OT_clear_animation(bpy.types.Operator):
         sketch = scene_model.chosen_sketch(context)[0]
         return sketch is not None and writeback.has_result(sketch)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        writeback.clear_result(scene_model.chosen_sketch(context)[0])
-        return {"FINISHED"}
+    def act(self, context: bpy.types.Context) -> str:
+        sketch = scene_model.chosen_sketch(context)[0]
+        writeback.clear_result(sketch)
+        return f"Cleared the animation of '{sketch.name}'"
 
 
 CLASSES = (MULTISKETCH_OT_animate, MULTISKETCH_OT_cancel, MULTISKETCH_OT_apply_job, MULTISKETCH_OT_clear_animation)

@@ -18,6 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import scene_model
 from .contract import errors
+from .reporting import ReportingOperator
 from .stroke_clustering import suggest_labels
 
 BACKGROUND = "__background__"
@@ -155,24 +156,12 @@ def suggest_grouping(sketch: bpy.types.Collection, replace: bool = False) -> lis
 # --- Operators ----------------------------------------------------------------------------------
 
 
-class _SketchOperator(bpy.types.Operator):
-    """A grouping step: `regroup` does it and says what it did; a GroupingError becomes the error report."""
+class _SketchOperator(ReportingOperator):
+    """A grouping step (`act`), offered while the scene holds a sketch."""
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return bool(scene_model.sketch_collections(context.scene))
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            done = self.regroup(context)
-        except GroupingError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, done)
-        return {"FINISHED"}
-
-    def regroup(self, context: bpy.types.Context) -> str:
-        raise NotImplementedError
 
 
 class _SelectionOperator(_SketchOperator):
@@ -205,7 +194,7 @@ class MULTISKETCH_OT_new_object(_SelectionOperator):
 
     name: StringProperty(name="Name", description="Name of the new object", default=SUGGESTED_NAME)
 
-    def regroup(self, context: bpy.types.Context) -> str:
+    def act(self, context: bpy.types.Context) -> str:
         sketch = current_sketch(context)
         selection = selected_strokes(context, sketch)  # never empty: see the poll
         return _move_into(selection, new_object(sketch, self.name, next(iter(selection))))
@@ -240,7 +229,7 @@ class MULTISKETCH_OT_assign_to_object(_SelectionOperator):
         context.window_manager.invoke_search_popup(self)
         return {"RUNNING_MODAL"}
 
-    def regroup(self, context: bpy.types.Context) -> str:
+    def act(self, context: bpy.types.Context) -> str:
         sketch = current_sketch(context)
         selection = selected_strokes(context, sketch)  # never empty: see the poll
         if self.target == BACKGROUND:
@@ -265,7 +254,7 @@ class MULTISKETCH_OT_suggest_grouping(_SketchOperator):
         default=False,
     )
 
-    def regroup(self, context: bpy.types.Context) -> str:
+    def act(self, context: bpy.types.Context) -> str:
         made = suggest_grouping(current_sketch(context), self.replace)
         names = ", ".join(c.name for c in made)
         return f"Suggested {len(made)} object{'s' * (len(made) != 1)}: {names}. Review and correct them"
@@ -280,7 +269,7 @@ class MULTISKETCH_OT_remove_object(_SketchOperator):
 
     name: StringProperty(name="Object", description="The object collection to remove (empty: the active object's)")
 
-    def regroup(self, context: bpy.types.Context) -> str:
+    def act(self, context: bpy.types.Context) -> str:
         collection = _named_or_active_object(context, current_sketch(context), self.name)
         name = collection.name
         remove_object(collection)

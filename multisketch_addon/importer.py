@@ -30,6 +30,7 @@ from mathutils import Matrix
 
 from . import scene_model, text_fit
 from .contract import errors, svg, tables
+from .reporting import ReportingOperator
 
 if TYPE_CHECKING:
     from server.svg import Document, SubPath
@@ -268,7 +269,7 @@ def _parent_collection(context: bpy.types.Context) -> bpy.types.Collection:
     return active
 
 
-class MULTISKETCH_OT_import_svg(bpy.types.Operator):
+class MULTISKETCH_OT_import_svg(ReportingOperator):
     """Import an SVG sketch as Grease Pencil strokes, one object collection per object"""
 
     bl_idname = "multisketch.import_svg"
@@ -308,17 +309,11 @@ class MULTISKETCH_OT_import_svg(bpy.types.Operator):
             for line in lines:
                 column.label(text=line)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            sketch = import_sketch(context, self.filepath, self.objects_file)
-        except errors.UserError as exc:
-            message = str(exc)
-            self.report({"ERROR"}, message[:1].upper() + message[1:])
-            return {"CANCELLED"}
+    def act(self, context: bpy.types.Context) -> str:
+        sketch = import_sketch(context, self.filepath, self.objects_file)
         _frame_views(context)
         count = len(scene_model.object_collections(sketch))
-        self.report({"INFO"}, f"Imported '{sketch.name}' with {count} object{'s' * (count != 1)}")
-        return {"FINISHED"}
+        return f"Imported '{sketch.name}' with {count} object{'s' * (count != 1)}"
 
 
 def _frame_views(context: bpy.types.Context) -> None:

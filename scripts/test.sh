@@ -2,14 +2,14 @@
 # The tests, on the oldest and the newest Blender the add-on supports:
 # 1. everything, in .venv (Python 3.11: bpy 5.0.1, torch and the engine; scripts/setup_env.sh);
 # 2. the add-on's tests (tests/addon) again, in .venv-blender53 (Python 3.13: bpy 5.3, no torch;
-#    scripts/setup_blender53.sh); the jobs they start run on the engine in .venv.
+#    scripts/setup_env.sh blender53); the jobs they start run on the engine in .venv.
 # Extra arguments go to pytest in both runs, e.g. scripts/test.sh -k packaging; test paths given as
 # arguments run on bpy 5.3 too where they are in tests/addon.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup_env.sh"
-"$ROOT/scripts/setup_blender53.sh"
+"$ROOT/scripts/setup_env.sh" blender53
 cd "$ROOT"
 
 newest_args=()

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.motion_check import judge, measure_pixels  # noqa: E402
 from server.augment import random_view  # noqa: E402
 from server.priors.modelscope import SCHEDULER_CONFIG, ModelScopeComponents  # noqa: E402
+from server.priors.tiny import small_vae  # noqa: E402
 from server.priors.toy import MOTIONS, caption  # noqa: E402
 from server.protocol import TOY_SETTINGS_FILE  # noqa: E402
 from server.render import render  # noqa: E402
@@ -285,20 +286,6 @@ def render_clips(clips: list[np.ndarray], device: torch.device, generator: torch
 # -- models ----------------------------------------------------------------------------------------------------------
 
 
-def build_vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=(16, 32, 64, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=16,
-        sample_size=SIZE,
-    )
-
-
 def build_unet(text_width: int) -> UNet3DConditionModel:
     return UNet3DConditionModel(
         block_out_channels=(48, 96, 96),
@@ -452,7 +439,7 @@ def main() -> int:
         tokenizer = build_tokenizer(args.out / "tokenizer")
         components = ModelScopeComponents(
             unet=build_unet(TEXT_WIDTH).to(device),
-            vae=build_vae().to(device),
+            vae=small_vae((16, 32, 64, 64), norm_num_groups=16, sample_size=SIZE).to(device),
             text_encoder=build_text_encoder(len(tokenizer.get_vocab()), TEXT_WIDTH).to(device),
             tokenizer=tokenizer,
             scheduler=DDIMScheduler(**SCHEDULER_CONFIG),

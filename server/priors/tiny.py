@@ -51,6 +51,20 @@ def small_tokenizer() -> CLIPTokenizer:
         return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=TOKENS)
 
 
+def small_vae(block_out_channels: tuple[int, ...], **config: float) -> AutoencoderKL:
+    """A VAE of ModelScope's shape at a small width: 4 blocks (8 times smaller latents), 4 latent channels."""
+    return AutoencoderKL(
+        block_out_channels=block_out_channels,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        **config,
+    )
+
+
 def build_components() -> ModelScopeComponents:
     """The tiny model with weights from a fixed seed (the caller's random state is left alone)."""
     with torch.random.fork_rng(devices=[]):
@@ -68,18 +82,7 @@ def build_components() -> ModelScopeComponents:
             norm_num_groups=2,
         )
         # Four blocks, as in the real VAE, so that latents are 1/8 of the frame size.
-        vae = AutoencoderKL(
-            block_out_channels=(8, 8, 8, 8),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=2,
-            sample_size=64,
-            scaling_factor=0.18215,
-        )
+        vae = small_vae((8, 8, 8, 8), norm_num_groups=2, sample_size=64, scaling_factor=0.18215)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
                 hidden_size=8,

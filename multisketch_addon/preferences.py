@@ -23,9 +23,10 @@ from .contract import engine_root, protocol
 
 # Where the engine may compute: the engine's `--device` values.
 DEVICE_ITEMS = (
-    ("auto", "Auto", "The GPU when there is one, else the CPU"),
+    ("auto", "Auto", "An NVIDIA or AMD GPU when there is one, else an Apple GPU (MPS), else the CPU"),
     ("cpu", "CPU", "The CPU (slow with the real model)"),
-    ("cuda", "CUDA GPU", "An NVIDIA GPU"),
+    ("cuda", "CUDA GPU", "An NVIDIA GPU (or an AMD GPU with torch's ROCm build)"),
+    ("mps", "Apple GPU (MPS)", "The GPU of a Mac with Apple Silicon"),
 )
 
 ENV_FOLDER = "engine-env"

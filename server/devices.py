@@ -1,18 +1,48 @@
-"""Where the job runs: `auto` takes the GPU when there is one."""
+"""Where the job runs: `auto` takes an NVIDIA (or ROCm) GPU, else an Apple GPU, else the CPU.
+
+The choice is made from two availability answers only (`pick_device`), so it can be tested on a machine that
+has neither GPU by faking `torch.cuda.is_available` and `torch.backends.mps.is_available`.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from .errors import UserError
+from .protocol import DEVICES
+
+_USE_INSTEAD = "use --device cpu or auto"
+
+
+def pick_device(name: str, cuda_available: bool, mps_available: bool) -> str:
+    """The device type for a job's `device` setting; UserError naming what is missing when it is absent.
+
+    ROCm builds of torch answer through `torch.cuda` as well, so an AMD GPU is "cuda" here.
+    """
+    if name == "auto":
+        return "cuda" if cuda_available else "mps" if mps_available else "cpu"
+    if name == "cuda" and not cuda_available:
+        raise UserError(f"device 'cuda' was asked for but no CUDA GPU is available: {_USE_INSTEAD}")
+    if name == "mps" and not mps_available:
+        raise UserError(
+            "device 'mps' was asked for but no Apple GPU (MPS) is available: it needs a Mac with Apple Silicon, "
+            f"macOS 12.3 or later and torch's macOS build; {_USE_INSTEAD}"
+        )
+    if name not in DEVICES:
+        raise UserError(f"unknown device {name!r}: use {', '.join(DEVICES)}")
+    return name
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device for a job's `device` setting; UserError when CUDA is asked for but absent."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
+    """The torch device for a job's `device` setting, asking this machine's torch what it has."""
+    return torch.device(pick_device(name, torch.cuda.is_available(), torch.backends.mps.is_available()))
+
+
+def model_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the large video model is loaded in on `device`.
+
+    fp16 on CUDA halves the memory and the time. On MPS fp32, the safe choice: fp16 there has a history of NaN
+    or black outputs and of ops without fp16 kernels (group norm, attention), this project could not run it
+    on a Mac, and a Mac's unified memory holds the 1.7 B model in fp32 (about 7 GB). The CPU has no fast fp16.
+    """
+    return torch.float16 if device.type == "cuda" else torch.float32

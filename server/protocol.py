@@ -20,7 +20,7 @@ PROTOCOL_VERSION = 1
 FPS = 8
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
 PRIORS = ("modelscope", "tiny", "toy", "target")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 # How the stages run: "auto" is the paper's (each moving object alone, then all together) but leaves out the joint
 # stage where one moving object has nothing else to meet (Live-Sketch's setting); "iterative" always has it;
 # "objects" has only the objects' own stages; "joint" only one stage of all objects together, global motion too.

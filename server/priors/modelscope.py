@@ -31,6 +31,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
 from ..augment import augment
+from ..devices import model_dtype
 from ..errors import UserError
 from ..protocol import DEFAULT_MODEL
 from ..sds import sds_loss
@@ -257,8 +258,8 @@ class ModelScopePrior(Prior):
 
     @classmethod
     def load(cls, model: str, device: torch.device, size: int, name: str = "modelscope") -> ModelScopePrior:
-        """Load `model` (hub id or folder): fp16 on CUDA, fp32 on CPU; UserError if `size` px does not fit it."""
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        """Load `model` (hub id or folder) in `model_dtype`; UserError if `size` px does not fit it."""
+        dtype = model_dtype(device)
         prior = cls(ModelScopeComponents.load(resolve_model(model), dtype), device, name)
         multiple = prior.size_multiple
         if size % multiple:

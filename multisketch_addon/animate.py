@@ -21,7 +21,14 @@ from bpy.props import StringProperty
 
 from . import scene_model, writeback
 from .contract import errors, files, protocol
-from .engine_process import EngineError, EngineOutcome, EngineProcess, resolve_interpreter, stop_all
+from .engine_process import (
+    STDERR_LOG,
+    EngineError,
+    EngineOutcome,
+    EngineProcess,
+    resolve_interpreter,
+    stop_all,
+)
 from .job_export import ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
 from .reporting import ReportingOperator
@@ -179,22 +186,41 @@ def _set_aside(job_dir: Path) -> Path | None:
 
 
 def _resumable_job(jobs: Path, exported: ExportedJob) -> Path | None:
-    """The newest earlier, unfinished job with a checkpoint and the very same inputs, sketch and strokes.
+    """The newest earlier, unfinished job with the very same inputs, sketch and strokes.
 
     Sketch and objects are matched by their ids, so a job renamed since (its folder carries the old
-    name) still resumes.
+    name) still resumes. A job stopped before its first checkpoint without an error (killed, cancelled,
+    Blender quit) is taken up again too, from the beginning in its own folder, instead of leaving that
+    folder behind beside a new one each time.
     """
     fresh = exported.identity()
     candidates = [p for p in jobs.iterdir() if p.is_dir() and p != exported.job_dir and not p.name.endswith(SET_ASIDE)]
     for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
-        if (candidate / protocol.RESULT).exists() or not any((candidate / protocol.CHECKPOINTS_DIR).glob("*.pt")):
+        if (candidate / protocol.RESULT).exists():
             continue
+        if not any((candidate / protocol.CHECKPOINTS_DIR).glob("*.pt")) and not _interrupted(candidate):
+            continue  # refused or failed before any work: running it again would end the same way
         try:
             if ExportedJob.load(candidate).identity() == fresh:
                 return candidate
         except (errors.UserError, OSError, ValueError, KeyError):
             continue  # not a job folder of this version: never resumed
     return None
+
+
+def _interrupted(job_dir: Path) -> bool:
+    """Whether the engine ran in `job_dir` and stopped without saying why (killed, or Blender quit): neither
+    its log nor its stderr holds an error. An engine that refused or failed says so, and would again."""
+    try:
+        stderr = (job_dir / STDERR_LOG).read_text(encoding="utf-8", errors="replace")  # absent: it never ran
+        log_file = job_dir / protocol.LOG  # absent when killed before the engine claimed the folder
+        log = log_file.read_text(encoding="utf-8", errors="replace") if log_file.exists() else ""
+    except OSError:
+        return False
+    said_why = protocol.encode_event("error")[:-1] in log or any(
+        line.startswith(("error:", "Traceback")) for line in stderr.splitlines()
+    )
+    return not said_why
 
 
 def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:

@@ -118,7 +118,7 @@ class EngineProcess:
                 encoding="utf-8",
                 errors="replace",
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                **_own_process_group(),
+                **own_process_group(),
             )
         except OSError as exc:
             self._stderr_log.close()
@@ -176,7 +176,7 @@ class EngineProcess:
             return
         self._cancel_requested = True
         self._kill_deadline = time.monotonic() + CANCEL_GRACE_S
-        _signal_group(self._process, hard=False)
+        signal_process_group(self._process, hard=False)
 
     def stop(self, timeout: float = STOP_GRACE_S) -> None:
         """Cancel and wait until the process is gone (for shutdown paths that cannot wait for a timer).
@@ -193,7 +193,7 @@ class EngineProcess:
     def _kill(self) -> None:
         self._kill_deadline = None
         if self._process.poll() is None:
-            _signal_group(self._process, hard=True)
+            signal_process_group(self._process, hard=True)
 
     def outcome(self) -> EngineOutcome | None:
         """None while the engine runs; afterwards how it ended (once all its output has been read)."""
@@ -206,7 +206,7 @@ class EngineProcess:
             # Something the engine started still holds its output open: it must not outlive the engine.
             self._exited_at = self._exited_at or time.monotonic()
             if time.monotonic() - self._exited_at > ORPHAN_GRACE_S:
-                _signal_group(self._process, hard=True)
+                signal_process_group(self._process, hard=True)
             return None
         self.poll()
         self._outcome = self._conclude(code)
@@ -256,14 +256,15 @@ class EngineProcess:
         return None
 
 
-def _own_process_group() -> dict[str, Any]:
+def own_process_group() -> dict[str, Any]:
+    """Popen arguments that start a child in a process group of its own, so it can be stopped with all it starts."""
     if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 
-def _signal_group(process: subprocess.Popen, hard: bool) -> None:
-    """Ask the engine's whole process group to stop (hard: kill it)."""
+def signal_process_group(process: subprocess.Popen, hard: bool) -> None:
+    """Ask a child's whole process group (the child and all it started) to stop (hard: kill it)."""
     try:
         if sys.platform == "win32":
             if hard:

@@ -13,6 +13,7 @@ from svgpathtools import svg2paths
 from tests.addon.conftest import SHARED_SKETCH, addon_module, addon_preferences
 from tests.conftest import MULTIOBJECT
 
+animate = addon_module("animate")
 job_export = addon_module("job_export")
 run_settings = addon_module("run_settings").run_settings
 scene_model = addon_module("scene_model")
@@ -109,3 +110,18 @@ def test_headless_animate_runs_to_the_end_and_writes_the_result_back(sketch, tmp
     for name, chains in rest_before.items():
         for before, after in zip(chains, _canvas_chains(bpy.data.objects[name]), strict=True):
             np.testing.assert_array_equal(before, after)
+
+
+def test_a_job_stopped_before_its_first_checkpoint_is_taken_up_again_unless_it_failed(sketch, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    earlier = job_export.export_job(sketch, jobs / "earlier", run_settings(bpy.context))
+    fresh = job_export.export_job(sketch, jobs / "fresh", run_settings(bpy.context))
+    (earlier.job_dir / "log.txt").write_text('{"event":"start","stages":["object:ball"]}\n')
+    (earlier.job_dir / "engine-stderr.txt").write_text("stage: object:ball\n")  # then killed: nothing said
+    assert animate._resumable_job(jobs, fresh) == earlier.job_dir
+
+    (earlier.job_dir / "engine-stderr.txt").write_text("error: the sketch has no stroke 40\n")
+    assert animate._resumable_job(jobs, fresh) is None  # it would fail the same way again
+
+    (earlier.job_dir / "engine-stderr.txt").unlink()  # exported, but no engine ever ran in it
+    assert animate._resumable_job(jobs, fresh) is None

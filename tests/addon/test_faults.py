@@ -427,3 +427,73 @@ def test_a_job_folder_set_aside_twice_keeps_both_and_an_unrenamable_one_is_not_r
     assert animate._set_aside(again) == tmp_path / f"sketch-1-1{animate.SET_ASIDE}"
     assert kept == tmp_path / f"sketch-1{animate.SET_ASIDE}" and (kept / "checkpoints" / "stage-0.pt").is_file()
     assert animate._set_aside(tmp_path / "gone") is None  # could not be renamed: no fresh job would get past it
+
+
+def _log_events(job_dir: Path, name: str) -> int:
+    log = job_dir / "log.txt"
+    text = log.read_text(encoding="utf-8") if log.is_file() else ""
+    return text.count(f'{{"event":"{name}"')
+
+
+def _kill_after(job: animate.AnimationJob, event: str | None, delay: float) -> bool:
+    """SIGKILL the engine `delay` s after it logs one more `event` (None: at once); False if it ended first."""
+    folder, deadline = job.exported.job_dir, time.monotonic() + 120
+    seen = _log_events(folder, event) if event else 0
+    while event and _log_events(folder, event) <= seen:
+        if job.process.outcome() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    time.sleep(delay)
+    if job.process.outcome() is not None:
+        return False
+    os.kill(job.process.pid, signal.SIGKILL)
+    return True
+
+
+KILLS = 20
+
+
+@pytest.mark.skipif(
+    bpy.app.version[:2] != (5, 0), reason="engine process and job folder logic, not Blender's: run on one Blender"
+)
+def test_twenty_random_kills_leave_the_scene_alone_and_resume_to_the_same_result(sketch, tmp_path: Path) -> None:
+    """Kills while the engine starts, in the middle of a stage and just after a checkpoint, as a crash or the
+    out-of-memory killer would; after each the scene is as it was, no engine is left, one job folder holds
+    the job, and the job then ends with the result of a run that was never interrupted."""
+    bpy.context.scene.multisketch.steps = 6
+    before = _scene_state()
+    prefs = addon_preferences()
+    prefs.cache_dir = str(tmp_path / "uninterrupted")
+    bpy.ops.multisketch.animate()
+    (uninterrupted,) = sorted((tmp_path / "uninterrupted" / "jobs").iterdir())
+    animated = _scene_state()
+    bpy.ops.multisketch.clear_animation()
+    assert _scene_state() == before
+
+    prefs.cache_dir = str(tmp_path / "cache")
+    rng = np.random.default_rng(7)
+    kills = 0
+    for attempt in range(KILLS):
+        job = animate.start_job(bpy.context)
+        folder = job.exported.job_dir
+        if attempt % 5 == 0:  # while the engine starts (imports, model)
+            killed = _kill_after(job, None, rng.uniform(0.0, 1.5))
+        elif attempt % 5 == 4:  # just after a checkpoint
+            killed = _kill_after(job, "checkpoint", rng.uniform(0.0, 0.05))
+        else:  # in a stage
+            killed = _kill_after(job, "stage", rng.uniform(0.0, 0.3))
+        outcome = job.process.wait()
+        job.conclude(bpy.context, outcome)
+        if not killed:
+            break  # the job ended before this kill: it has been killed often enough
+        kills += 1
+        assert outcome.status == "failed" and _group_is_gone(job.process.pid)
+        assert _scene_state() == before and animate.running_job() is None
+        assert _jobs(tmp_path) == [folder], "each start took up the same job folder again"
+
+    assert kills >= KILLS - 4, f"only {kills} kills landed before the job ended"
+    if animate.running_job() is None and not (_jobs(tmp_path)[0] / "result.json").exists():
+        bpy.ops.multisketch.animate()
+    (resumed,) = _jobs(tmp_path)
+    assert (resumed / "result.json").read_bytes() == (uninterrupted / "result.json").read_bytes()
+    assert _scene_state() == animated

@@ -114,6 +114,9 @@ class ModelScopeComponents:
         _check_layout(folder)
         variants = {name: _variant(folder / name) for name in _WEIGHTED}
         safe_only = None if trusts_pickle(folder) else True  # None: safetensors where present, else pickle
+        diffusers_options = {
+            "torch_dtype": dtype, "use_safetensors": safe_only, "low_cpu_mem_usage": is_accelerate_available()
+        }  # fmt: skip
         try:
             with _without_progress_bars():
                 return cls(
@@ -125,19 +128,9 @@ class ModelScopeComponents:
                         variant=variants["text_encoder"],
                         use_safetensors=safe_only,
                     ),
-                    vae=AutoencoderKL.from_pretrained(
-                        folder / "vae",
-                        torch_dtype=dtype,
-                        variant=variants["vae"],
-                        use_safetensors=safe_only,
-                        low_cpu_mem_usage=is_accelerate_available(),
-                    ),
+                    vae=AutoencoderKL.from_pretrained(folder / "vae", variant=variants["vae"], **diffusers_options),
                     unet=UNet3DConditionModel.from_pretrained(
-                        folder / "unet",
-                        torch_dtype=dtype,
-                        variant=variants["unet"],
-                        use_safetensors=safe_only,
-                        low_cpu_mem_usage=is_accelerate_available(),
+                        folder / "unet", variant=variants["unet"], **diffusers_options
                     ),
                 )
         except (OSError, ValueError, RuntimeError, KeyError) as exc:

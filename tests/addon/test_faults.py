@@ -326,10 +326,11 @@ while not os.path.exists(sys.argv[4]) and time.monotonic() < deadline:
 )  # ...once the engine has said it is ready for the stop signal
 
 
-@needs_shared_sketches
-def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
+def _blender_quits_during_a_job(tmp_path: Path, script: str, engine: Path, *more: Path) -> int:
+    """Run `script` in a Blender of its own (a fresh user folder) with `engine` as the engine's Python; the pid
+    of the engine it started."""
     done = subprocess.run(
-        [sys.executable, "-c", QUIT_WHILE_RUNNING, str(REPO), str(_endless_engine(tmp_path)), str(tmp_path / "cache")],
+        [sys.executable, "-c", script, str(REPO), str(engine), str(tmp_path / "cache"), *map(str, more)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -337,7 +338,13 @@ def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("ENGINE ")]
     assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
-    assert _group_is_gone(int(lines[-1].split()[1]))
+    return int(lines[-1].split()[1])
+
+
+@needs_shared_sketches
+def test_quitting_blender_stops_the_engine(tmp_path: Path) -> None:
+    engine_pid = _blender_quits_during_a_job(tmp_path, QUIT_WHILE_RUNNING, _endless_engine(tmp_path))
+    assert _group_is_gone(engine_pid)
 
 
 @needs_shared_sketches
@@ -350,17 +357,10 @@ def test_quitting_blender_leaves_the_engine_time_for_its_stop_checkpoint(tmp_pat
         f"trap 'sleep 3; touch {checkpoint}; exit 3' TERM\ntouch {listening}\nwhile :; do sleep 0.1; done",
     )
     started = time.monotonic()
-    done = subprocess.run(  # Blender quits once the engine listens for TERM (a shell not yet there just dies)
-        [sys.executable, "-c", QUIT_ONCE_LISTENING, str(REPO), str(engine), str(tmp_path / "cache"), str(listening)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user")},
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("ENGINE ")]
-    assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
+    # Blender quits once the engine listens for TERM (a shell not yet there just dies)
+    engine_pid = _blender_quits_during_a_job(tmp_path, QUIT_ONCE_LISTENING, engine, listening)
     assert checkpoint.exists(), "the engine was killed before it wrote its stop checkpoint"
-    assert _group_is_gone(int(lines[-1].split()[1])) and time.monotonic() - started < 60
+    assert _group_is_gone(engine_pid) and time.monotonic() - started < 60
 
 
 CRASH_WHILE_RUNNING = (

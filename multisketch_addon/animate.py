@@ -87,6 +87,8 @@ class AnimationJob:
             level = "WARNING"
         elif outcome.status == "done":
             level, message = self._apply(context)
+            if level == "INFO" and self.process.warnings:
+                level, message = "WARNING", f"{message}. The engine warned: {'; '.join(self.process.warnings)}"
         elif outcome.bad_interpreter and not self.resumed:  # nothing was computed: no folder to keep
             shutil.rmtree(self.exported.job_dir, ignore_errors=True)
         elif outcome.refused and self.resumed:  # e.g. a damaged checkpoint: never chosen again, kept to look at
@@ -150,7 +152,7 @@ def start_job(context: bpy.types.Context) -> AnimationJob:
         raise
     state = context.window_manager.multisketch_job
     state.running, state.progress, state.step, state.steps = True, 0.0, 0, exported.spec.steps
-    state.stage, state.eta, state.message = "resuming" if previous else "starting", "", ""
+    state.stage, state.eta, state.message, state.warning = "resuming" if previous else "starting", "", "", ""
     _running = AnimationJob(sketch.name, exported, process, resumed=previous is not None)
     return _running
 
@@ -234,6 +236,8 @@ def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
         state.steps = int(event.get("steps", state.steps))
         state.progress = min(max(float(event.get("progress", 0.0)), 0.0), 1.0)
         state.eta = protocol.format_duration(event.get("eta_s"))
+    elif kind == "warning":
+        state.warning = str(event.get("message", ""))
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:
@@ -271,7 +275,7 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
         self.report({level}, message)
         if job.set_aside is not None:  # the unfinished job was set aside: start afresh at once
             return self.execute(context) if self._timer is None else self._follow(context)
-        return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+        return {"FINISHED"} if outcome.status == "done" and level != "ERROR" else {"CANCELLED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job = self._start(context)

@@ -103,6 +103,7 @@ class EngineProcess:
         self._kill_deadline: float | None = None
         self._outcome: EngineOutcome | None = None
         self._exited_at: float | None = None
+        self.warnings: list[str] = []  # what the engine warned of, each once, in order: for the final report
         try:
             self._stderr_log = files.open_to_append(self.job_dir / STDERR_LOG)  # closed when the engine exits
         except errors.UserError as exc:
@@ -165,6 +166,8 @@ class EngineProcess:
                 self._last_error = str(event.get("message", "")).strip() or None
             elif event["event"] == "done":
                 self._done_announced = True
+            elif event["event"] == "warning" and event.get("message") not in self.warnings:
+                self.warnings.append(str(event.get("message", "")))
             events.append(event)
         if self._kill_deadline is not None and time.monotonic() > self._kill_deadline:
             self._kill()

@@ -127,6 +127,7 @@ class MultiSketchJobState(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=0)
     eta: StringProperty(name="Time Left")
     message: StringProperty(name="Message", description="How the last job ended")
+    warning: StringProperty(name="Warning", description="The engine's latest warning during the running job")
 
 
 def steps_per_stage(settings: MultiSketchSceneSettings) -> int:

@@ -64,6 +64,8 @@ def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> 
     row = layout.row(align=True)
     row.progress(factor=job.progress, type="BAR", text=f"{stage}{step}{eta}")
     _operator(row, "multisketch.cancel", text="", icon="CANCEL")
+    if job.warning:
+        layout.label(text=job.warning, icon="ERROR")
 
 
 class _SidebarPanel(bpy.types.Panel):

@@ -185,3 +185,22 @@ def test_sidebar_still_draws_without_the_add_ons_settings(sketch: bpy.types.Coll
     properties = [entry[1] for entry in drawn if entry[0] == "prop"]
     assert properties.count("static") == len(scene_model.object_collections(sketch))
     assert not {"frames", "quality", "seed", "device", "prior"} & set(properties)
+
+
+def test_the_engines_warnings_reach_the_sidebar_and_the_report(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    warning = "low memory mode: the VAE encodes frame by frame"
+    warns = tmp_path / "python-that-warns"  # the real engine, which first warns as the engine does
+    event = json.dumps({"event": "warning", "message": warning})
+    warns.write_text(f"#!/bin/sh\necho '{event}'\nexec {engine_python()} \"$@\"\n")
+    warns.chmod(0o755)
+    bpy.context.preferences.addons[ADDON_PACKAGE].preferences.python_path = str(warns)
+    animate = addon_module("animate")
+    job = animate.start_job(bpy.context)
+    outcome = job.wait(bpy.context)
+    state = bpy.context.window_manager.multisketch_job
+    assert state.warning == warning
+    state.running = True  # as the sidebar draws while the job runs
+    assert ("label", warning) in [entry[:2] for entry in _draw_sidebar(bpy.context)]
+    level, message = job.conclude(bpy.context, outcome)
+    assert level == "WARNING" and message.startswith("Animated") and warning in message
+    assert result_objects(), "a warning does not stop the result from reaching the scene"

@@ -82,44 +82,12 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.prop(self, "python_path")
-        self._draw_environment(context, layout.box())
+        draw_engine_environment(layout.box(), context)
         layout.prop(self, "model")
         layout.label(text="ModelScope's weights are licensed CC-BY-NC-4.0 (non-commercial use).", icon="INFO")
         layout.prop(self, "device")
         layout.prop(self, "cache_dir")
         layout.label(text=f"Jobs are kept in {cache_folder(context) / 'jobs'}")
-
-    def _draw_environment(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
-        """The environment's state and check report, the torch build it would get, and the button."""
-        env_dir = target_environment(context)
-        state = engine_environment.environment_state(env_dir, engine_requirements())
-        column = layout.column(align=True)
-        column.label(text=f"Engine environment: {env_dir}")
-        if state.status == "fresh":
-            column.label(text=state.summary, icon="CHECKMARK")
-        elif state.status == "missing":
-            column.label(text="Not created yet", icon="BLANK1")
-        else:
-            column.label(text=f"Out of date: update ({state.reason})", icon="ERROR")
-            if state.summary:
-                column.label(text=f"Last check: {state.summary}", icon="BLANK1")
-        python = self.python_path.strip()
-        if python and Path(python).expanduser() != venv_python(env_dir):
-            column.label(text=f"Engine Python is set to another interpreter: {python}", icon="INFO")
-        layout.prop(self, "torch_build")
-        plan = torch_build_plan(context, wait=False)
-        if plan is None:
-            layout.label(text="Torch build: looking at this machine's GPU...", icon="TIME")
-        else:
-            layout.label(text=f"Torch build to install: {plan.label}", icon="INFO")
-            if plan.warning:
-                layout.label(text=plan.warning, icon="ERROR")
-        text = "Create Engine Environment" if state.status == "missing" else "Update Engine Environment"
-        layout.operator(MULTISKETCH_OT_create_engine_env.bl_idname, text=text, icon="IMPORT")
-        if not bpy.app.online_access:  # why the button is greyed out, on lines short enough to read
-            column = layout.column(align=True)
-            for number, line in enumerate(OFFLINE_LINES):
-                column.label(text=line, icon="ERROR" if number == 0 else "BLANK1")
 
 
 def addon_preferences(context: bpy.types.Context) -> MultiSketchPreferences:
@@ -138,6 +106,40 @@ def cache_folder(context: bpy.types.Context) -> Path:
         return Path(bpy.utils.extension_path_user(__package__, create=False))
     except ValueError:  # installed as a legacy add-on: the user's own Blender data folder, not a shared /tmp
         return Path(bpy.utils.user_resource("DATAFILES", path="multisketch"))
+
+
+def draw_engine_environment(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The environment's state and check report, the torch build it would get, and the button."""
+    env_dir = target_environment(context)
+    state = engine_environment.environment_state(env_dir, engine_requirements())
+    column = layout.column(align=True)
+    column.label(text=f"Engine environment: {env_dir}")
+    if state.status == "fresh":
+        column.label(text=state.summary, icon="CHECKMARK")
+    elif state.status == "missing":
+        column.label(text="Not created yet", icon="BLANK1")
+    else:
+        column.label(text=f"Out of date: update ({state.reason})", icon="ERROR")
+        if state.summary:
+            column.label(text=f"Last check: {state.summary}", icon="BLANK1")
+    prefs = addon_preferences(context)
+    python = prefs.python_path.strip()
+    if python and Path(python).expanduser() != venv_python(env_dir):
+        column.label(text=f"Engine Python is set to another interpreter: {python}", icon="INFO")
+    layout.prop(prefs, "torch_build")
+    plan = torch_build_plan(context, wait=False)
+    if plan is None:
+        layout.label(text="Torch build: looking at this machine's GPU...", icon="TIME")
+    else:
+        layout.label(text=f"Torch build to install: {plan.label}", icon="INFO")
+        if plan.warning:
+            layout.label(text=plan.warning, icon="ERROR")
+    text = "Create Engine Environment" if state.status == "missing" else "Update Engine Environment"
+    layout.operator(MULTISKETCH_OT_create_engine_env.bl_idname, text=text, icon="IMPORT")
+    if not bpy.app.online_access:  # why the button is greyed out, on lines short enough to read
+        column = layout.column(align=True)
+        for number, line in enumerate(OFFLINE_LINES):
+            column.label(text=line, icon="ERROR" if number == 0 else "BLANK1")
 
 
 def default_environment(context: bpy.types.Context) -> Path:

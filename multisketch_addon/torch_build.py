@@ -32,7 +32,9 @@ CPU_INDEX = "cpu"
 NVIDIA_SMI_TIMEOUT_S = 5.0
 ROCM_PROBES = ("/opt/rocm/bin/rocminfo",)
 _CUDA_HEADER = re.compile(r"CUDA Version\s*:\s*(\d+)\.(\d+)")
-_TORCH_LINE = re.compile(r"^\s*torch\s*([<>=!~].*)?$")
+# A plain torch requirement: "torch" or "torch>=2.6,<3" (anything else is left to pip's own reading of the file).
+_VERSION_CLAUSE = r"(==|!=|>=|<=|~=|<|>)\s*\d+(\.\d+)*(\.\*)?"
+_TORCH_LINE = re.compile(rf"^torch(\s*{_VERSION_CLAUSE}(\s*,\s*{_VERSION_CLAUSE})*)?$")
 _MINIMUM = re.compile(r">=\s*(\d+)\.(\d+)")
 
 # The choices offered in the preferences (EnumProperty items): automatic, or one kind forced by hand.
@@ -77,7 +79,10 @@ def driver_cuda_version(nvidia_smi_output: str | None) -> tuple[int, int] | None
 
 
 def torch_requirement(requirements_text: str) -> str:
-    """The engine's torch line ("torch>=2.6,<3"), so the GPU build is installed within the engine's range."""
+    """The engine's torch line ("torch>=2.6,<3"), so the GPU build is installed within the engine's range.
+
+    "" when there is none or it is malformed: pip then reports the file's error in its own words.
+    """
     for line in requirements_text.splitlines():
         text = line.split("#", 1)[0].strip()
         if _TORCH_LINE.match(text):

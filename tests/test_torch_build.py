@@ -123,6 +123,8 @@ def test_the_torch_line_is_read_from_a_requirements_file() -> None:
     text = "# the engine\ntorchvision==0.1\ntorch >= 2.6, <3  # why\ndiffusers==1\n"
     assert torch_build.torch_requirement(text) == "torch>=2.6,<3"
     assert torch_build.torch_requirement("diffusers\n") == ""
+    assert torch_build.torch_requirement("torch >= = 2 !!\n") == ""  # malformed: left to pip's message
+    assert torch_build.torch_requirement("torch\n") == "torch"
 
 
 def test_facts_are_gathered_from_this_machine_without_failing(monkeypatch: pytest.MonkeyPatch) -> None:

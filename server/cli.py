@@ -361,10 +361,32 @@ def _run_folder(folder: JobFolder, resume: bool, reporter: ProgressReporter, sho
     return protocol.EXIT_OK
 
 
+def _warn_of_a_cpu_run(spec: JobSpec, stages: list, reporter: ProgressReporter) -> None:
+    """The real model on a CPU takes days: refused when `auto` found no GPU, a warning with the estimate when the
+    user chose the CPU."""
+    from .cpu_estimate import LONG_CPU_JOB_S, cpu_flops, modelscope_seconds
+
+    flops = cpu_flops()
+    seconds = modelscope_seconds(stages, spec.steps, spec.frames, spec.size, flops)
+    if seconds < LONG_CPU_JOB_S:
+        return
+    estimate = (
+        f"the ModelScope model on this CPU would take at least {protocol.format_duration(seconds)} for this job "
+        f"({flops / 1e9:.0f} GFLOP/s measured here)"
+    )
+    if spec.device == "auto":
+        raise UserError(
+            f"no GPU was found, and {estimate}: run on a CUDA or Apple GPU, try the method in minutes with "
+            "--prior toy, or choose --device cpu to run it here anyway"
+        )
+    reporter.warning(estimate)
+
+
 def _optimize(
     folder: Any, spec: JobSpec, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest
 ) -> Path | None:
     """Load everything, run the stages, write the outputs; None when stopped by a signal."""
+    from .cpu_estimate import is_full_modelscope
     from .devices import resolve_device
     from .priors import load_prior
     from .schedule import Cancelled, Optimization, plan_stages
@@ -377,15 +399,17 @@ def _optimize(
     if spec.target_plan:
         spec.target_plan = str(folder.resolve(spec.target_plan))
     device = resolve_device(spec.device)
+    stages = plan_stages(spec, len(sketch.strokes))
     if device.type == "cpu" and spec.prior in SMALL_PRIORS and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
         torch.set_num_threads(1)
     spec.model = folder.resolve_model(spec.model)
+    if device.type == "cpu" and spec.prior == "modelscope" and is_full_modelscope(spec.model):
+        _warn_of_a_cpu_run(spec, stages, reporter)
     prior = load_prior(spec, sketch, device)
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")
-    stages = plan_stages(spec, len(sketch.strokes))
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
     optimization = Optimization(
         spec, sketch, prior, device, folder.checkpoints, emit=reporter.event, should_stop=should_stop

@@ -329,11 +329,14 @@ def _is_index(value: Any) -> bool:
 
 
 def format_duration(seconds: float | None) -> str:
-    """A time left as people read it in a progress line: 45s, 3m05s, 1h02m ("" when unknown)."""
+    """A time left as people read it in a progress line: 45s, 3m05s, 1h02m, 3d04h ("" when unknown)."""
     if seconds is None:
         return ""
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
+    days, hours_of_day = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours_of_day:02d}h"
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

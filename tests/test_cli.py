@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,24 @@ def test_help_shows_defaults_examples_and_exit_codes_and_there_is_a_version() ->
     shown = " ".join(_engine("animate", "--help").stdout.split())
     assert "(default: 0)" in shown and "(default: 24;" in shown and "examples:" in shown and "exit codes:" in shown
     assert _engine("--version").stdout.strip().startswith("python -m server ")
+
+
+def _full_size_modelscope_config(folder: Path) -> Path:
+    """A model folder that says it is ModelScope at full size (its UNet's widths), without the 4 GB of weights."""
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "config.json").write_text(json.dumps({"block_out_channels": [320, 640, 1280, 1280]}))
+    return folder
+
+
+def test_the_real_model_on_a_cpu_is_refused_under_auto_and_warned_of_under_cpu(tmp_path: Path) -> None:
+    model = _full_size_modelscope_config(tmp_path / "modelscope")
+    paper = ["--prior", "modelscope", "--model", str(model), "--frames", "24", "--steps", "1000", "--size", "256"]
+    refused = _engine(*_cat11(tmp_path / "auto"), *paper, "--device", "auto", "--progress", "none")
+    assert refused.returncode == protocol.EXIT_BAD_INPUT and "Traceback" not in refused.stderr
+    assert "no GPU was found" in refused.stderr and "--device cpu" in refused.stderr
+    assert re.search(r"at least \d+d\d\dh", refused.stderr), refused.stderr  # days, not minutes
+    assert not (tmp_path / "auto").exists(), "a refused job leaves no folder"
+
+    chosen = _engine(*_cat11(tmp_path / "cpu"), *paper, "--device", "cpu", "--progress", "none")
+    assert re.search(r"warning: the ModelScope model on this CPU would take at least \d+d\d\dh", chosen.stderr)
+    assert "diffusers layout" in chosen.stderr.splitlines()[-1]  # it went on to load (a folder of no weights)

@@ -7,9 +7,9 @@ groups before the classes that point to them.
 
 import bpy
 
-from . import animate, grouping, importer, preferences, properties, ui
+from . import animate, grouping, importer, preferences, progress_preview, properties, ui
 
-_MODULES = (preferences, properties, importer, grouping, animate, ui)
+_MODULES = (preferences, properties, importer, grouping, animate, progress_preview, ui)
 
 
 def register() -> None:

@@ -152,7 +152,8 @@ def start_job(context: bpy.types.Context) -> AnimationJob:
         raise
     state = context.window_manager.multisketch_job
     state.running, state.progress, state.step, state.steps = True, 0.0, 0, exported.spec.steps
-    state.stage, state.eta, state.message, state.warning = "resuming" if previous else "starting", "", "", ""
+    state.stage, state.eta, state.message = "resuming" if previous else "starting", "", ""
+    state.warning, state.preview = "", ""
     _running = AnimationJob(sketch.name, exported, process, resumed=previous is not None)
     return _running
 
@@ -238,6 +239,8 @@ def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
         state.eta = protocol.format_duration(event.get("eta_s"))
     elif kind == "warning":
         state.warning = str(event.get("message", ""))
+    elif kind == "preview":
+        state.preview = str(event.get("path", ""))
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:

@@ -128,6 +128,7 @@ class MultiSketchJobState(bpy.types.PropertyGroup):
     eta: StringProperty(name="Time Left")
     message: StringProperty(name="Message", description="How the last job ended")
     warning: StringProperty(name="Warning", description="The engine's latest warning during the running job")
+    preview: StringProperty(name="Preview", description="The engine's latest picture of the animation so far")
 
 
 def steps_per_stage(settings: MultiSketchSceneSettings) -> int:

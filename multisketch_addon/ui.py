@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import bpy
 
-from . import scene_model, text_fit, writeback
+from . import progress_preview, scene_model, text_fit, writeback
 
 CATEGORY = "MultiSketch"
 SIDEBAR_WIDTH = 280  # px at UI scale 1: a new sidebar's width (292 px at scale 1.04), for drawing without a window
 MESSAGE_MARGIN_UNITS = 4.5  # the sidebar's width less a label's text room, in UI units (see `message_room`)
+PREVIEW_SCALE = 8.0  # the progress picture's height in UI units
 
 
 def active_sketch(context: bpy.types.Context) -> bpy.types.Collection | None:
@@ -66,6 +67,9 @@ def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> 
     _operator(row, "multisketch.cancel", text="", icon="CANCEL")
     if job.warning:
         layout.label(text=job.warning, icon="ERROR")
+    shown = progress_preview.picture(job.preview)
+    if shown is not None:  # the animation so far, at the latest checkpoint: stop the run if it goes wrong
+        layout.template_icon(icon_value=shown.icon_id, scale=PREVIEW_SCALE)
 
 
 class _SidebarPanel(bpy.types.Panel):

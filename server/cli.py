@@ -411,9 +411,15 @@ def _optimize(
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
-    optimization = Optimization(
-        spec, sketch, prior, device, folder.checkpoints, emit=reporter.event, should_stop=should_stop
-    )
+
+    def emit(name: str, **fields: Any) -> None:
+        """The schedule's events, and after each checkpoint a picture of the animation so far."""
+        reporter.event(name, **fields)
+        if name == "checkpoint":
+            preview = folder.write_progress_preview(spec, sketch, optimization.animation())
+            reporter.event("preview", stage=fields["stage"], step=fields["step"], path=str(preview))
+
+    optimization = Optimization(spec, sketch, prior, device, folder.checkpoints, emit=emit, should_stop=should_stop)
     try:
         animation = optimization.run(resume=resume)
     except Cancelled:

@@ -29,6 +29,7 @@ from .schedule import ObjectAnimation
 from .sketch import Sketch, chain_segments
 
 PREVIEW_SIZE = 256
+SHEET_FRAMES, SHEET_COLUMNS, SHEET_FRAME_SIZE = 8, 4, 128  # the progress preview: 8 frames in 2 rows of 4
 
 
 class JobFolder:
@@ -43,6 +44,7 @@ class JobFolder:
         self.frames = self.path / protocol.FRAMES_DIR
         self.preview_gif = self.path / protocol.PREVIEW_GIF
         self.preview_mp4 = self.path / protocol.PREVIEW_MP4
+        self.progress_preview = self.path / protocol.PROGRESS_PREVIEW
         self._lock: int | None = None
 
     def check_writable(self) -> None:
@@ -144,6 +146,22 @@ class JobFolder:
         warnings = self._write_previews(sketch, frames)
         files.write_text(self.result, json.dumps(build_result(spec, sketch, animation)) + "\n")
         return warnings
+
+    def write_progress_preview(self, spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> Path:
+        """The animation so far as one PNG, frames evenly spaced from first to last, left to right, row by row:
+        what lets the user see early that a run goes wrong and stop it."""
+        frames = strokes_per_frame(spec, sketch, animation)
+        chosen = np.unique(np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int))
+        images = render_preview(sketch, [frames[i] for i in chosen], SHEET_FRAME_SIZE)
+        rows = -(-len(images) // SHEET_COLUMNS)
+        sheet = np.full((rows * SHEET_FRAME_SIZE, SHEET_COLUMNS * SHEET_FRAME_SIZE, 3), 255, np.uint8)
+        for index, image in enumerate(images):
+            row, column = divmod(index, SHEET_COLUMNS)
+            sheet[row * SHEET_FRAME_SIZE : (row + 1) * SHEET_FRAME_SIZE,
+                  column * SHEET_FRAME_SIZE : (column + 1) * SHEET_FRAME_SIZE] = image  # fmt: skip
+        with files.replacing(self.progress_preview) as png:
+            imageio.imwrite(png, sheet, format="PNG")
+        return self.progress_preview
 
     def _write_svg_frames(self, sketch: Sketch, frames: list[list[tuple[list[np.ndarray], float]]]) -> None:
         self.frames.mkdir(mode=files.PRIVATE_FOLDER, exist_ok=True)

@@ -43,6 +43,7 @@ RESULT = "result.json"
 LOG = "log.txt"
 PREVIEW_GIF = "preview.gif"
 PREVIEW_MP4 = "preview.mp4"
+PROGRESS_PREVIEW = "progress.png"  # the animation so far, at the latest checkpoint: a sheet of its frames
 FRAMES_DIR = "frames"
 CHECKPOINTS_DIR = "checkpoints"
 LOCK = ".lock"  # held by the engine working in the folder

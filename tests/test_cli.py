@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v2 as imageio
 import pytest
 
 from server import protocol
@@ -356,3 +357,13 @@ def test_the_real_model_on_a_cpu_is_refused_under_auto_and_warned_of_under_cpu(t
     chosen = _engine(*_cat11(tmp_path / "cpu"), *paper, "--device", "cpu", "--progress", "none")
     assert re.search(r"warning: the ModelScope model on this CPU would take at least \d+d\d\dh", chosen.stderr)
     assert "diffusers layout" in chosen.stderr.splitlines()[-1]  # it went on to load (a folder of no weights)
+
+
+def test_every_checkpoint_is_followed_by_a_picture_of_the_animation_so_far(tmp_path: Path) -> None:
+    done = _engine(*_cat11(tmp_path / "job"), *[a if a != "none" else "json" for a in SMALL])
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    assert done.returncode == protocol.EXIT_OK and events.count("checkpoint") >= 2
+    assert events.count("preview") == events.count("checkpoint")
+    assert all(events[i + 1] == "preview" for i, event in enumerate(events) if event == "checkpoint")
+    sheet = imageio.imread(tmp_path / "job" / "progress.png")
+    assert sheet.shape == (128, 512, 3) and sheet.min() < 128 < sheet.max()  # 4 frames of ink on white, one row

@@ -8,6 +8,7 @@ sidebar is drawn into a recording layout, since panels cannot be drawn without a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -126,6 +127,9 @@ class _Layout:
     def progress(self, text: str = "", factor: float = 0.0, **_options) -> None:
         self.drawn.append(("progress", text, factor))
 
+    def template_icon(self, icon_value: int = 0, **_options) -> None:
+        self.drawn.append(("picture", icon_value))
+
 
 def _draw_sidebar(context) -> list:
     drawn: list = []
@@ -204,3 +208,26 @@ def test_the_engines_warnings_reach_the_sidebar_and_the_report(sketch: bpy.types
     level, message = job.conclude(bpy.context, outcome)
     assert level == "WARNING" and message.startswith("Animated") and warning in message
     assert result_objects(), "a warning does not stop the result from reaching the scene"
+    assert Path(state.preview) == job.exported.job_dir / "progress.png" and Path(state.preview).is_file()
+
+
+def _png(path: Path, width: int, height: int) -> None:
+    image = bpy.data.images.new("picture", width, height)
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def test_sidebar_shows_the_engines_latest_picture_of_the_animation(sketch: bpy.types.Collection, tmp_path) -> None:
+    progress_preview = addon_module("progress_preview")
+    job = bpy.context.window_manager.multisketch_job
+    job.running, job.preview = True, str(tmp_path / "progress.png")
+    assert not any(entry[0] == "picture" for entry in _draw_sidebar(bpy.context))  # none written yet
+    _png(tmp_path / "progress.png", 200, 100)  # (previews are at most 256 px wide)
+    assert any(entry[0] == "picture" for entry in _draw_sidebar(bpy.context))
+    assert tuple(progress_preview.picture(job.preview).image_size) == (200, 100)
+    _png(tmp_path / "progress.png", 64, 128)  # the engine's picture at the next checkpoint, a second later
+    os.utime(tmp_path / "progress.png", ns=(0, (tmp_path / "progress.png").stat().st_mtime_ns + 10**9))
+    assert tuple(progress_preview.picture(job.preview).image_size) == (64, 128), "the newest picture is shown"
+    job.running = False
+    assert not any(entry[0] == "picture" for entry in _draw_sidebar(bpy.context))

@@ -241,6 +241,11 @@ def _show_event(state: bpy.types.PropertyGroup, event: dict) -> None:
         state.warning = str(event.get("message", ""))
     elif kind == "preview":
         state.preview = str(event.get("path", ""))
+    elif kind == "download":  # the model, before the job starts (4 GB for ModelScope)
+        done, total, rate = int(event.get("bytes", 0)), max(int(event.get("total", 0)), 1), float(event.get("rate", 0))
+        state.stage = f"downloading the model {done / 1e9:.1f}/{total / 1e9:.1f} GB"
+        state.step, state.progress = 0, min(max(done / total, 0.0), 1.0)
+        state.eta = protocol.format_duration((total - done) / rate) if rate > 0 else ""
 
 
 def _redraw_sidebars(context: bpy.types.Context) -> None:

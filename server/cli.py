@@ -407,6 +407,10 @@ def _optimize(
     spec.model = folder.resolve_model(spec.model)
     if device.type == "cpu" and spec.prior == "modelscope" and is_full_modelscope(spec.model):
         _warn_of_a_cpu_run(spec, stages, reporter)
+    if spec.prior == "modelscope":  # fetched here (after that check), so that a download shows its progress
+        from .priors.modelscope import resolve_model
+
+        spec.model = str(resolve_model(spec.model, on_download=lambda **fields: reporter.event("download", **fields)))
     prior = load_prior(spec, sketch, device)
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +32,7 @@ from transformers.utils import logging as transformers_logging
 
 from ..augment import augment
 from ..devices import model_dtype
+from ..download_progress import event_bar
 from ..errors import UserError
 from ..protocol import DEFAULT_MODEL
 from ..sds import sds_loss
@@ -185,14 +186,16 @@ def _download_help(model: str) -> str:
     )
 
 
-def _fetch(model: str) -> Path:
+def _fetch(model: str, on_download: Callable[..., None] | None) -> Path:
     """The local snapshot of a hub model (downloaded if needed): configs, tokenizer and one set of weights."""
+    bars = {"tqdm_class": event_bar(on_download)} if on_download else {}
     try:
-        folder = Path(snapshot_download(model, allow_patterns=[*_HUB_CONFIG_PATTERNS, f"*.{FP16_VARIANT}.safetensors"]))
+        patterns = [*_HUB_CONFIG_PATTERNS, f"*.{FP16_VARIANT}.safetensors"]
+        folder = Path(snapshot_download(model, allow_patterns=patterns, **bars))
         lacking = [name for name in _WEIGHTED if not list((folder / name).glob("*.safetensors"))]
         if lacking:  # a model without fp16 files: take its full-precision ones
             patterns = [*_HUB_CONFIG_PATTERNS, *(f"{name}/*.safetensors" for name in lacking)]
-            folder = Path(snapshot_download(model, allow_patterns=patterns))
+            folder = Path(snapshot_download(model, allow_patterns=patterns, **bars))
     except GatedRepoError:  # before RepositoryNotFoundError, its base class
         raise UserError(
             f"the model {model!r} needs a Hugging Face login: run `hf auth login`, or {_download_help(model)}"
@@ -212,8 +215,9 @@ def _fetch(model: str) -> Path:
     return folder
 
 
-def resolve_model(model: str) -> Path:
-    """The local folder of `model`: the folder itself, or the cached download of a Hugging Face hub id."""
+def resolve_model(model: str, on_download: Callable[..., None] | None = None) -> Path:
+    """The local folder of `model`: the folder itself, or the cached download of a Hugging Face hub id, whose
+    progress goes to `on_download(bytes=..., total=..., rate=...)` while it downloads."""
     path = Path(model).expanduser()
     if path.is_dir():
         return path
@@ -223,7 +227,7 @@ def resolve_model(model: str) -> Path:
             f"or a Hugging Face hub id such as {DEFAULT_MODEL}"
         )
     try:
-        return _fetch(model)
+        return _fetch(model, on_download)
     except HFValidationError:
         raise UserError(f"{model!r} is neither a model folder nor a valid Hugging Face hub id") from None
 

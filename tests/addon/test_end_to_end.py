@@ -164,6 +164,9 @@ def test_sidebar_shows_progress_with_cancel_while_running_then_clear(sketch: bpy
     assert progress[2] == 0.25 and all(part in progress[1] for part in ("object:dog", "3/10", "42s"))
     operators = [entry[1] for entry in drawn if entry[0] == "operator"]
     assert "multisketch.cancel" in operators and "multisketch.animate" not in operators
+    addon_module("animate")._show_event(job, {"event": "download", "bytes": 10**9, "total": 4 * 10**9, "rate": 10**7})
+    (progress,) = [entry for entry in _draw_sidebar(bpy.context) if entry[0] == "progress"]
+    assert progress[2] == 0.25 and all(part in progress[1] for part in ("downloading the model", "1.0/4.0 GB", "5m00s"))
     job.stage, job.step, job.eta, job.progress = "resuming", 0, "", 0.0  # before a resumed job's first step
     (progress,) = [entry for entry in _draw_sidebar(bpy.context) if entry[0] == "progress"]
     assert progress[1] == "resuming"

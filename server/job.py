@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import imageio.v2 as imageio
 import numpy as np
@@ -25,7 +24,7 @@ from . import files, protocol
 from .errors import UserError
 from .protocol import JobSpec
 from .render import canvas_to_render, render
-from .schedule import ObjectAnimation
+from .result import ObjectAnimation, build_result
 from .sketch import Sketch, chain_segments
 
 PREVIEW_SIZE = 256
@@ -188,12 +187,6 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def background_strokes(spec: JobSpec, sketch: Sketch) -> list[int]:
-    """Strokes in no object: drawn in every frame, never moved."""
-    owned = {index for obj in spec.objects for index in obj.strokes}
-    return [index for index in range(len(sketch.strokes)) if index not in owned]
-
-
 def strokes_per_frame(
     spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]
 ) -> list[list[tuple[list[np.ndarray], float]]]:
@@ -249,37 +242,3 @@ def render_preview(sketch: Sketch, frames: list[list[tuple[list[np.ndarray], flo
         )
     pixels = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return list(pixels)
-
-
-def build_result(spec: JobSpec, sketch: Sketch, animation: dict[str, ObjectAnimation]) -> dict[str, Any]:
-    """The `result.json` document (schema in docs/job-format.md)."""
-    objects = {}
-    for obj in spec.objects:
-        anim = animation[obj.name]
-        frames = []
-        for frame in range(spec.frames):
-            frames.append(
-                {
-                    "translate": anim.translate[frame].tolist(),
-                    "rotate": float(anim.rotate[frame]),
-                    "shear": anim.shear[frame].tolist(),
-                    "scale": anim.scale[frame].tolist(),
-                    "matrix": anim.matrix[frame].tolist(),
-                    "points": [[chain.tolist() for chain in stroke] for stroke in anim.points[frame]],
-                }
-            )
-        objects[obj.name] = {
-            "static": anim.static,
-            "strokes": list(anim.strokes),
-            "center": anim.center.tolist(),
-            "frames": frames,
-        }
-    return {
-        "version": protocol.PROTOCOL_VERSION,
-        "canvas": [sketch.width, sketch.height],
-        "frames": spec.frames,
-        "fps": protocol.FPS,
-        "stroke_count": len(sketch.strokes),
-        "background": background_strokes(spec, sketch),
-        "objects": objects,
-    }

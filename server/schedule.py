@@ -25,10 +25,11 @@ import torch
 
 from . import checkpoints
 from .errors import UserError
-from .motion import Motion, ObjectMotion
+from .motion import ObjectMotion
 from .priors import Prior
 from .protocol import JobSpec, ObjectSpec
 from .render import canvas_to_render, render
+from .result import ObjectAnimation, extract_animation
 from .sketch import Sketch
 
 JOINT_STAGE = "joint"
@@ -83,21 +84,6 @@ def plan_stages(spec: JobSpec, stroke_count: int) -> list[Stage]:
     if spec.schedule == "iterative" or (spec.schedule == "auto" and not alone):
         stages.append(Stage(JOINT_STAGE, names, spec.prompt, spec.joint_global))
     return stages
-
-
-@dataclass
-class ObjectAnimation:
-    """One object's result, everything in canvas px; static objects have identity frames and their rest points."""
-
-    strokes: list[int]
-    static: bool
-    center: np.ndarray  # (2,) mean of the rest control points
-    translate: np.ndarray  # (F, 2)
-    rotate: np.ndarray  # (F,)
-    shear: np.ndarray  # (F, 2)
-    scale: np.ndarray  # (F, 2)
-    matrix: np.ndarray  # (F, 2, 2)
-    points: list[list[list[np.ndarray]]]  # [frame][stroke][sub-path] -> (3k+1, 2)
 
 
 def lr_multiplier(steps: int) -> Callable[[int], float]:
@@ -320,42 +306,8 @@ class Optimization:
     # -- results ------------------------------------------------------------------------------------------------
 
     def animation(self) -> dict[str, ObjectAnimation]:
-        """Every object of the spec (static ones with identity frames), in canvas px, regrouped per stroke."""
-        result = {}
-        frames = self.spec.frames
-        for obj in self.spec.objects:
-            layout = self.layouts[obj.name]
-            center = layout.rest_points.mean(axis=0) if len(layout.rest_points) else np.zeros(2)
-            if obj.name in self.motions:
-                with torch.no_grad():
-                    motion: Motion = self.motions[obj.name]()
-                values = {
-                    key: getattr(motion, key).double().cpu().numpy()
-                    for key in ("points", "translate", "rotate", "shear", "scale", "matrix")
-                }
-                values["points"] = values["points"] / self.motion_units
-                values["translate"] = values["translate"] / self.motion_units
-            else:
-                values = {
-                    "points": np.broadcast_to(layout.rest_points, (frames, *layout.rest_points.shape)),
-                    "translate": np.zeros((frames, 2)),
-                    "rotate": np.zeros(frames),
-                    "shear": np.zeros((frames, 2)),
-                    "scale": np.ones((frames, 2)),
-                    "matrix": np.broadcast_to(np.identity(2), (frames, 2, 2)).copy(),
-                }
-            result[obj.name] = ObjectAnimation(
-                strokes=list(obj.strokes),
-                static=obj.static,
-                center=center,
-                translate=values["translate"],
-                rotate=values["rotate"],
-                shear=values["shear"],
-                scale=values["scale"],
-                matrix=values["matrix"],
-                points=[layout.regroup(np.array(values["points"][f])) for f in range(frames)],
-            )
-        return result
+        """Every object's animation as the networks give it now."""
+        return extract_animation(self.spec, self.layouts, self.motions, self.motion_units)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 

@@ -310,3 +310,21 @@ def test_file_import_menu_and_dropping_an_svg_on_the_viewport_reach_the_importer
     for kind, accepted in (("VIEW_3D", True), ("PROPERTIES", False)):
         with bpy.context.temp_override(area=areas[kind]):
             assert handler.poll_drop(bpy.context) is accepted
+
+
+def test_names_over_blenders_limit_stay_two_objects_and_reach_the_job_apart(empty_scene, tmp_path) -> None:
+    """Blender keeps 255 bytes of a name: two long names alike in those stay two objects, each its strokes."""
+    svg = tmp_path / "long.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+                   '<path d="M 10 10 L 40 40"/><path d="M 60 60 L 90 90"/></svg>', encoding="utf-8")  # fmt: skip
+    common = "the small brown dog that runs along the fence at the end of the garden " * 4  # 284 bytes
+    table = tmp_path / "objects.tsv"
+    table.write_text(f"{common} on the left\t0\n{common} on the right\t1\n", encoding="utf-8")
+    sketch = importer.import_sketch(bpy.context, str(svg), str(table))
+    objects = _objects(sketch)
+    assert len(objects) == 2 and all(len(name.encode()) <= 255 for name in objects)
+    assert sorted(scene_model.source_strokes(ob) for ob in objects.values()) == [[0], [1]]
+    run_settings = addon_module("run_settings").run_settings
+    bpy.context.scene.multisketch.prompt = "two dogs run"
+    spec = addon_module("job_export").export_job(sketch, tmp_path / "job", run_settings(bpy.context)).spec
+    assert sorted(obj.strokes for obj in spec.objects) == [[0], [1]] and len({o.name for o in spec.objects}) == 2

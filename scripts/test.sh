@@ -24,12 +24,14 @@ for arg in "$@"; do
 done
 [ "$paths" -eq 0 ] && newest_args=(tests/addon "${newest_args[@]}")
 
+# Two test processes (pytest-xdist): tests wait on engines and Blenders they start; -n 0 turns it off.
+WORKERS=(-n 2)
 status=0
-"$ROOT/.venv/bin/python" -m pytest "$@" || status=$?
+"$ROOT/.venv/bin/python" -m pytest "${WORKERS[@]}" "$@" || status=$?
 if [ "$paths" -eq 0 ] || [ "$addon_paths" -gt 0 ]; then
     echo "== the add-on on Blender 5.3 (bpy 5.3.0, Python 3.13)"
     code=0
-    MULTISKETCH_ENGINE_PYTHON="$ROOT/.venv/bin/python" "$ROOT/.venv-blender53/bin/python" -m pytest "${newest_args[@]}" || code=$?
+    MULTISKETCH_ENGINE_PYTHON="$ROOT/.venv/bin/python" "$ROOT/.venv-blender53/bin/python" -m pytest "${WORKERS[@]}" "${newest_args[@]}" || code=$?
     if [ "$code" -ne 0 ] && [ "$code" -ne 5 ]; then  # 5: no add-on test matched the arguments
         status=$code
     fi

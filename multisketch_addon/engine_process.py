@@ -166,8 +166,8 @@ class EngineProcess:
                 self._last_error = str(event.get("message", "")).strip() or None
             elif event["event"] == "done":
                 self._done_announced = True
-            elif event["event"] == "warning" and event.get("message") not in self.warnings:
-                self.warnings.append(str(event.get("message", "")))
+            elif event["event"] == "warning" and (warning := str(event.get("message", ""))) not in self.warnings:
+                self.warnings.append(warning)
             events.append(event)
         if self._kill_deadline is not None and time.monotonic() > self._kill_deadline:
             self._kill()

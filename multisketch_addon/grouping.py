@@ -24,7 +24,6 @@ from .stroke_clustering import suggest_labels
 BACKGROUND = "__background__"
 SUGGESTED_NAME = "object"
 NOTHING_SELECTED = "No strokes selected: select the object's strokes in Edit Mode first"
-# Tuned on the shared multi-object set (scripts/bench_grouping.py), the same for every sketch.
 
 
 class GroupingError(errors.UserError):

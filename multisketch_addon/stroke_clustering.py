@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# Tuned on the shared multi-object set (scripts/bench_grouping.py), the same for every sketch.
 GAP_SCALE = 1 / 32  # edge weight exp(-gap / (GAP_SCALE * canvas size))
 RESOLUTION = 0.5  # Louvain resolution: lower gives fewer, larger groups
 SMALLEST_GROUP = 0.05  # groups with fewer strokes (fraction of all) join their nearest group

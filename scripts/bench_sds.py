@@ -258,8 +258,10 @@ def main() -> int:
     def run_all(part: str, tasks: list[dict]) -> list[dict]:
         """Every task, in parallel; each row goes to the JSON-lines log as it comes, so a cut-off run keeps it
         and a later run with the same log runs only what is missing."""
-        rows = [done[task_key(part, task)] for task in tasks if task_key(part, task) in done]
-        for row in pool.imap_unordered(run_one, [task for task in tasks if task_key(part, task) not in done]):
+        keys = [task_key(part, task) for task in tasks]
+        rows = [done[key] for key in keys if key in done]
+        missing = [task for task, key in zip(tasks, keys, strict=True) if key not in done]
+        for row in pool.imap_unordered(run_one, missing):
             rows.append({**row, "part": part})
             if log:
                 log.write(json.dumps(rows[-1]) + "\n")

@@ -202,9 +202,12 @@ class EngineProcess:
         """None while the engine runs; afterwards how it ended (once all its output has been read)."""
         if self._outcome is not None:
             return self._outcome
+        if self._process.returncode is None:
+            if not _has_exited(self._process):
+                return None
+            # What the engine started (a probe such as lscpu or ffmpeg) must not outlive it, if it was killed.
+            signal_process_group(self._process, hard=True)
         code = self._process.poll()
-        if code is None:
-            return None
         if any(reader.is_alive() for reader in self._readers):
             # Something the engine started still holds its output open: it must not outlive the engine.
             self._exited_at = self._exited_at or time.monotonic()
@@ -264,6 +267,17 @@ def own_process_group() -> dict[str, Any]:
     if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
     return {"start_new_session": True}
+
+
+def _has_exited(process: subprocess.Popen) -> bool:
+    """Whether the child has exited, without reaping it where that can wait: while it is a zombie its
+    process group id cannot be reused, so signalling the group reaches only what it started."""
+    if sys.platform == "win32":
+        return process.poll() is not None
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped elsewhere
+        return True
 
 
 def signal_process_group(process: subprocess.Popen, hard: bool) -> None:

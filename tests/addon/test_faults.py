@@ -68,9 +68,27 @@ def _animate_error() -> str:
     return str(error.value)
 
 
-def _group_is_gone(pid: int) -> bool:
+HAS_PROC = Path("/proc/self/stat").is_file()
+
+
+def _live_in_group(pgid: int) -> int:
+    """How many processes of the group are alive (from /proc; a killed orphan may stay a zombie until init
+    reaps it, and that is not alive)."""
+    live = 0
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _parent, group = stat_file.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:
+            continue  # ended while being read
+        live += int(group) == pgid and state != "Z"
+    return live
+
+
+def _group_is_gone(pgid: int) -> bool:
+    if HAS_PROC:
+        return _live_in_group(pgid) == 0
     try:
-        os.killpg(pid, 0)
+        os.killpg(pgid, 0)
     except ProcessLookupError:
         return True
     return False
@@ -124,6 +142,21 @@ def test_animate_returns_at_once_while_a_slow_interpreter_starts(sketch: bpy.typ
     level, message = job.conclude(bpy.context, job.wait(bpy.context))
     assert level == "ERROR" and "cannot import torch and diffusers" in message and "No module named 'torch'" in message
     assert _scene_state() == before and _jobs(tmp_path) == []  # nothing computed, no job folder kept
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="counts the engine's processes in /proc")
+def test_what_a_killed_engine_started_does_not_outlive_it(sketch: bpy.types.Collection, tmp_path: Path) -> None:
+    # As when the engine is killed while a probe it started (lscpu, ffmpeg) runs with its output elsewhere.
+    probe = "sleep 600 </dev/null >/dev/null 2>&1 &"
+    addon_preferences().python_path = str(_script(tmp_path, "probing-python", f"{probe}\necho started\nexec sleep 600"))
+    job = animate.start_job(bpy.context)
+    deadline = time.monotonic() + 10
+    while _live_in_group(job.process.pid) < 2:
+        assert time.monotonic() < deadline, "the stand-in engine did not start its probe"
+        time.sleep(0.05)
+    os.kill(job.process.pid, signal.SIGKILL)  # the engine alone, as the out-of-memory killer does
+    level, _message = job.conclude(bpy.context, job.process.wait())
+    assert level == "ERROR" and _group_is_gone(job.process.pid)
 
 
 def test_progress_redraws_the_sidebar_only_when_news_arrives(

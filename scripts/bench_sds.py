@@ -65,26 +65,34 @@ def procedural_sketches(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def procedural_scenes(folder: Path, count: int) -> list[Path]:
-    """Two-object scenes (sketch.svg, objects.tsv) of shape classes the toy model knows by name, placed as its
-    two-object training clips are but drawn from another seed; each object is named after its class."""
+def procedural_scenes(folder: Path, count: int, objects: int = 2) -> list[Path]:
+    """Scenes (sketch.svg, objects.tsv) of `objects` shape classes the toy model knows by name, each named after
+    its class. Two objects are placed as its two-object training clips are, from another seed; three (more than
+    it was trained on) at the corners of a triangle about the centre."""
     from scripts.train_toy_prior import make_shape, two_slots
 
-    rng = np.random.default_rng(4321)
+    rng = np.random.default_rng(4321 + objects - 2)
     folders = []
     for index in range(count):
-        kinds = rng.choice(PROCEDURAL, 2, replace=False)
+        kinds = rng.choice(PROCEDURAL, objects, replace=False)
         elements, rows = [], []
-        for kind, slot in zip(kinds, two_slots(rng), strict=True):
+        for kind, slot in zip(kinds, two_slots(rng) if objects == 2 else _corners(rng, objects), strict=True):
             drawn = _paths(make_shape(str(kind), rng), slot * CANVAS, rng.uniform(0.12, 0.22) * CANVAS)
             rows.append(f"{kind}\t" + ",".join(str(len(elements) + i) for i in range(len(drawn))))
             elements += drawn
-        scene = folder / f"scene-{index:02d}"
+        scene = folder / f"scene-{objects}-{index:02d}"
         scene.mkdir()
         _write_svg(scene / "sketch.svg", elements)
         (scene / "objects.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         folders.append(scene)
     return folders
+
+
+def _corners(rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """`count` canvas positions (0 to 1) evenly round the centre, 0.27 from it, at a random angle."""
+    start = rng.uniform(0, 2 * np.pi)
+    angles = start + 2 * np.pi * np.arange(count) / count
+    return [0.5 + 0.27 * np.array([np.cos(a), np.sin(a)]) for a in angles]
 
 
 def _paths(strokes: list[np.ndarray], centre: np.ndarray, radius: float) -> list[str]:
@@ -176,18 +184,19 @@ def one_object_tasks(sketches: list[Path], settings: list[str], device: str, ste
     ]  # fmt: skip
 
 
-def multi_object_tasks(folders: list[Path], device: str, steps: int) -> list[dict]:
-    """The first two objects move (each its own phrase and prompt), the others stay; iterative vs joint-only."""
+def multi_object_tasks(folders: list[Path], device: str, steps: int, moving_count: int = 2) -> list[dict]:
+    """The first `moving_count` objects move (each its own phrase and prompt), the others stay; iterative vs
+    joint-only with as many steps in all."""
     from server.priors.toy import caption
     from server.tables import read_stroke_table
 
     tasks = []
     for index, folder in enumerate(folders):
         names = list(read_stroke_table(folder / "objects.tsv"))
-        moving = names[:2]
+        moving = names[:moving_count]
         stated = {name: TRANSLATIONS[(index + k) % 4] for k, name in enumerate(moving)}
         flags = ["--objects", str(folder / "objects.tsv")]
-        for name in names[2:]:
+        for name in names[moving_count:]:
             flags += ["--static", name]
         for name in moving:
             flags += ["--object-prompt", f"{name}={caption((name, stated[name]))}"]
@@ -222,10 +231,20 @@ def score(rows: list[dict], name: str) -> tuple[float, float]:
     return float(np.mean([o["ok"] for o in mine])), -float(np.mean([o["jitter_px"] for o in mine]))
 
 
+def sketch_hash(path: str) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
 def task_key(part: str, task: dict) -> tuple:
     """What makes two runs the same run: the sketch's content (not its path), setting, prompts, seed and steps."""
-    sketch = hashlib.sha1(Path(task["sketch"]).read_bytes()).hexdigest()
-    return part, sketch, task["setting"], json.dumps(task["stated"], sort_keys=True), task["seed"], task["steps"]
+    return (
+        part,
+        task["sketch_sha1"],
+        task["setting"],
+        json.dumps(task["stated"], sort_keys=True),
+        task["seed"],
+        task["steps"],
+    )
 
 
 def main() -> int:
@@ -236,7 +255,8 @@ def main() -> int:
         "--tuning", type=int, default=6, help="procedural sketches for choosing the setting (0: keep the default)"
     )
     parser.add_argument("--multi-count", type=int, default=10)
-    parser.add_argument("--multi-procedural", type=int, default=0, help="two-object scenes of named shape classes")
+    parser.add_argument("--multi-procedural", type=int, default=0, help="scenes of named shape classes")
+    parser.add_argument("--scene-objects", type=int, default=2, help="objects in each procedural scene, all moving")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, help="iterations per stage (default: the toy model's own)")
     parser.add_argument("--device", default="cpu")
@@ -251,13 +271,16 @@ def main() -> int:
     if args.json and args.json.is_file():
         for line in args.json.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            if Path(row["sketch"]).is_file():  # a row of a temporary procedural sketch cannot be matched again
+            if "sketch_sha1" not in row and Path(row["sketch"]).is_file():  # a row logged before the hash was
+                row["sketch_sha1"] = sketch_hash(row["sketch"])
+            if "sketch_sha1" in row:
                 done[task_key(row["part"], row)] = row
     log = args.json.open("a", encoding="utf-8") if args.json else None
 
     def run_all(part: str, tasks: list[dict]) -> list[dict]:
         """Every task, in parallel; each row goes to the JSON-lines log as it comes, so a cut-off run keeps it
         and a later run with the same log runs only what is missing."""
+        tasks = [{**task, "sketch_sha1": sketch_hash(task["sketch"])} for task in tasks]
         keys = [task_key(part, task) for task in tasks]
         rows = [done[key] for key in keys if key in done]
         missing = [task for task, key in zip(tasks, keys, strict=True) if key not in done]
@@ -289,22 +312,22 @@ def main() -> int:
         scenes = []
         if args.multi:
             real = sorted(p for p in args.multi.iterdir() if (p / "objects.tsv").is_file())[: args.multi_count]
-            scenes.append((f"{len(real)} sketches of {args.multi.name}", real))
+            scenes.append((f"{len(real)} sketches of {args.multi.name}", real, 2))
         if args.multi_procedural:
             made = Path(work) / "scenes"
             made.mkdir()
-            scenes.append(
-                (f"{args.multi_procedural} procedural scenes", procedural_scenes(made, args.multi_procedural))
-            )
-        for label, folders in scenes:
-            multi = run_all("multi", [{**t, "flags": [*t["flags"], *SETTINGS[best]]}
-                                      for t in multi_object_tasks(folders, args.device, steps)])  # fmt: skip
+            label = f"{args.multi_procedural} procedural {args.scene_objects}-object scenes"
+            made_scenes = procedural_scenes(made, args.multi_procedural, args.scene_objects)
+            scenes.append((label, made_scenes, args.scene_objects))
+        for label, folders, moving_count in scenes:
+            tasks = multi_object_tasks(folders, args.device, steps, moving_count)
+            multi = run_all("multi", [{**t, "flags": [*t["flags"], *SETTINGS[best]]} for t in tasks])
             lines = ["| schedule | objects going their own way | jitter px |", "|---|---|---|"]
             for schedule in ("auto", "joint"):
                 objs = [o for row in multi if row["setting"] == schedule for o in row.get("objects", {}).values()]
                 lines.append(f"| {schedule} | {np.mean([o['ok'] for o in objs]):.0%} of {len(objs)} | "
                              f"{np.mean([o['jitter_px'] for o in objs]):.2f} |")  # fmt: skip
-            print(f"## Two moving objects, per-object prompts: {label}\n\n" + "\n".join(lines), flush=True)
+            print(f"## {moving_count} moving objects, per-object prompts: {label}\n\n" + "\n".join(lines), flush=True)
     pool.close()
     errors = [row for row in everything if "error" in row]
     for row in errors:

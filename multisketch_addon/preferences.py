@@ -208,6 +208,15 @@ def torch_build_plan(context: bpy.types.Context, wait: bool = True) -> torch_bui
     return torch_build.choose_torch_build(facts, addon_preferences(context).torch_build, requirement)
 
 
+def lasting_window(context: bpy.types.Context) -> bpy.types.Window:
+    """A window the user does not close in passing: the first one not showing a temporary screen (Preferences,
+    a render view), else the current one."""
+    for window in context.window_manager.windows:
+        if not window.screen.is_temporary:
+            return window
+    return context.window
+
+
 class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
     """Create or update the engine's Python environment (torch for this GPU, diffusers, ...) and check it"""
 
@@ -302,8 +311,12 @@ class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
             return self.execute(context)
         if not self._begin(context):
             return {"CANCELLED"}
-        self._timer = context.window_manager.event_timer_add(0.25, window=context.window)
-        context.window_manager.modal_handler_add(self)
+        # A modal handler ends with its window: run in the main window, not the Preferences window the
+        # button is in, so closing Preferences does not cancel the installation.
+        window = lasting_window(context)
+        self._timer = context.window_manager.event_timer_add(0.25, window=window)
+        with context.temp_override(window=window):
+            context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:

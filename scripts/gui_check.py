@@ -5,12 +5,13 @@ so this script drives a real Blender 5.x window (its inputs: a command that star
 display) and checks what a person would look at, with screenshots saved for a person to look at too:
 
 1. the extension zip (scripts/build_extension.py) installed into a fresh Blender user folder;
-2. a sketch imported and the sidebar's MultiSketch tab open;
-3. Animate with SDS run through `invoke` (the modal operator) with the Tiny prior: a progress bar, filled as far as
+2. Create Engine Environment, clicked in Preferences, goes on when that window is closed;
+3. a sketch imported and the sidebar's MultiSketch tab open;
+4. Animate with SDS run through `invoke` (the modal operator) with the Tiny prior: a progress bar, filled as far as
    the job reports;
-4. Esc cancels it; a second Animate resumes and runs to the end: the result's strokes are drawn as
+5. Esc cancels it; a second Animate resumes and runs to the end: the result's strokes are drawn as
    curves (the viewport shows the same pixels after the file is saved and opened again);
-5. Ctrl+Z takes the whole result back.
+6. Ctrl+Z takes the whole result back.
 
 Keys go through xdotool, screenshots through ImageMagick's `import`; Blender runs this same file as
 its startup script (`--python`), which then executes the code this script drops into a folder, in
@@ -64,7 +65,9 @@ def _driver(folder: Path) -> None:
                 answer = {"ok": True, "result": namespace["result"]}
             except BaseException:  # the driver must go on, whatever the code does
                 answer = {"ok": False, "error": traceback.format_exc()}
-            path.with_suffix(".out").write_text(json.dumps(answer), encoding="utf-8")
+            written = path.with_suffix(".partial")
+            written.write_text(json.dumps(answer), encoding="utf-8")
+            written.rename(path.with_suffix(".out"))  # whole, or not there, when the checker looks
             path.unlink()
         return 0.2
 
@@ -221,6 +224,7 @@ def _in_the_window(blender: Blender, out: Path, engine_python: Path) -> list[tup
         f"s.steps = {STEPS}\n"
         "bpy.ops.ed.undo_push(message='Import and settings')\n"  # as the UI pushes after each operator
     )
+    results.append(_closing_preferences_keeps_installing(blender, out, engine_python))
     blender.run(LAYOUT)
     time.sleep(1.0)
     layout = blender.run(LAYOUT)
@@ -281,6 +285,53 @@ def _in_the_window(blender: Blender, out: Path, engine_python: Path) -> list[tup
     results.append(("the result's strokes are drawn as curves (same pixels after reopening)", changed == 0,
                     f"{changed} pixels differ"))  # fmt: skip
     return results
+
+
+# A stand-in base Python for Create Engine Environment: `-m venv DIR` takes 3 s and makes an environment whose
+# Python answers pip with success and the environment check with a report, as a real one would, offline.
+STAND_IN_BASE_PYTHON = """#!/bin/sh
+sleep 3
+mkdir -p "$3/bin"
+printf '%s\\n' '#!/bin/sh' 'if [ "$2" = pip ]; then exit 0; fi' \\
+    'echo "{\\"device\\": \\"cpu\\", \\"torch\\": \\"stand-in\\"}"' > "$3/bin/python"
+chmod +x "$3/bin/python"
+"""
+
+
+def _closing_preferences_keeps_installing(blender: Blender, out: Path, engine_python: Path) -> tuple[str, bool, str]:
+    """Create Engine Environment clicked in the Preferences window, which is then closed: every step still runs,
+    the environment gets its stamp and becomes the engine's Python."""
+    stand_in = out / "slow-base-python"
+    stand_in.write_text(STAND_IN_BASE_PYTHON, encoding="utf-8")
+    stand_in.chmod(0o755)
+    blender.run(
+        "bpy.context.preferences.system.use_online_access = True\n"
+        "bpy.ops.screen.userpref_show()\n"
+        "bpy.context.preferences.active_section = 'ADDONS'\n"
+    )
+    time.sleep(1.0)
+    blender.run(
+        "window = next(w for w in bpy.context.window_manager.windows if w.screen.is_temporary)\n"
+        "area = next(a for a in window.screen.areas if a.type == 'PREFERENCES')\n"
+        "with bpy.context.temp_override(window=window, area=area):\n"
+        f"    bpy.ops.multisketch.create_engine_env('INVOKE_DEFAULT', base_python={str(stand_in)!r})\n"
+    )
+    _screenshot(out / "0-preferences-installing.png")
+    blender.run(
+        "window = next(w for w in bpy.context.window_manager.windows if w.screen.is_temporary)\n"
+        "with bpy.context.temp_override(window=window): bpy.ops.wm.window_close()\n"
+    )
+    prefs = "bpy.context.preferences.addons['bl_ext.user_default.multisketch'].preferences"
+    stamp = out / "cache" / "engine-env" / "multisketch-environment.json"
+    try:
+        blender.wait_for(f"{prefs}.python_path.endswith('engine-env/bin/python')", timeout=30)
+    except SystemExit as exc:
+        return "closing Preferences does not cancel Create Engine Environment", False, str(exc)
+    windows = blender.run(
+        f"result = len(bpy.context.window_manager.windows); {prefs}.python_path = {str(engine_python)!r}"
+    )
+    detail = f"{windows} window(s) left; the environment's stamp {'written' if stamp.is_file() else 'missing'}"
+    return "closing Preferences does not cancel Create Engine Environment", stamp.is_file() and windows == 1, detail
 
 
 def _dark_pixels(pixels: list) -> int:

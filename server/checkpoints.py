@@ -1,10 +1,11 @@
 """A job's checkpoints: what a stage has trained so far, so that a stopped job resumes exactly where it was.
 
-Each stage leaves `stage-<i>.pt` when it ends, and `latest.pt` holds the newest point inside a stage. A checkpoint
-holds only the networks its stage trains (with their optimizers, learning-rate schedules and the generator); the
-other networks are in earlier stages' files or still as their seed made them, so a job's checkpoints grow with
-its objects, not with their square. Every checkpoint carries the identity of its job (format, stages, frames,
-steps): one of another job is refused rather than resumed into this one.
+Each stage leaves `stage-<i>.pt` when it ends, and `latest.pt` holds the newest point inside a stage (or inside
+per-object stages run together, all at the same step). A checkpoint holds only the networks its stages train,
+with their optimizers, learning-rate schedules and generators; the other networks are in earlier stages' files
+or still as their seed made them, so a job's checkpoints grow with its objects, not with their square. Every
+checkpoint carries the identity of its job (format, stages, frames, steps): one of another job is refused rather
+than resumed into this one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from . import files
 from .errors import UserError
 
-FORMAT = 2  # 2: a checkpoint holds only the networks its stage trains
+FORMAT = 3  # 2: a checkpoint holds only the networks its stage trains; 3: and may hold several stages run together
+_READABLE = (2, FORMAT)
 LATEST = "latest.pt"
 SAFE_LOAD_TORCH = (2, 6)  # the first torch whose weights_only loading cannot be made to run code
 
@@ -31,10 +33,39 @@ def stage_file(stage: int) -> str:
     return f"stage-{stage}.pt"
 
 
-def save(path: Path, job: dict[str, Any], stage: int, step: int, finished: bool, **contents: Any) -> None:
-    """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint."""
+def save(
+    path: Path,
+    job: dict[str, Any],
+    stages: dict[int, dict[str, Any]],
+    step: int,
+    finished: bool,
+    motions: dict[str, Any],
+) -> None:
+    """Write atomically (temporary file, then rename): a crash mid-write never spoils the last checkpoint.
+
+    `stages`: per stage index its optimizers, schedules and generator (several when stages run together, all
+    at `step`); `motions`: the networks they train."""
     with files.replacing(path) as partial:
-        torch.save({**job, "stage": stage, "step": step, "finished": finished, **contents}, partial)
+        state = {**job, "stage": min(stages), "step": step, "finished": finished, "motions": motions}
+        torch.save({**state, "stage_states": stages}, partial)
+
+
+def stages_of(state: dict[str, Any]) -> list[int]:
+    """The indices of the stages a checkpoint holds, in order."""
+    return sorted(state["stage_states"])
+
+
+def stage_state(state: dict[str, Any], stage: int) -> dict[str, Any]:
+    """One stage's optimizers, learning-rate schedules and generator from a checkpoint."""
+    return state["stage_states"][stage]
+
+
+def _upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of format 2 (one stage, its optimizers at the top level) in the form of the current one."""
+    if state.get("format") == 2:
+        own = {key: state.pop(key) for key in ("optimizers", "schedulers", "generator")}
+        state.update(format=FORMAT, stage_states={state["stage"]: own})
+    return state
 
 
 def load_all(folder: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,11 +83,12 @@ def load_all(folder: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise UserError(f"the checkpoint {path} cannot be read ({exc}): delete it to start over") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
+        if not isinstance(state, dict) or state.get("format") not in _READABLE:
             raise UserError(
                 f"the checkpoint {path} was written by another version of the engine: start over in a fresh "
                 "output folder (or delete the job's checkpoints/)"
             )
+        state = _upgrade(state)
         differ = [key for key, value in job.items() if state.get(key) != value]
         if differ:
             raise UserError(

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     animate.add_argument("--joint-global", action="store_true", help="the joint stage trains global motion too")
     animate.add_argument("--resume", action="store_true", help="continue the interrupted job in --out")
-    _add_progress(animate)
+    _add_run_options(animate)
 
     run = commands.add_parser(
         "run",
@@ -122,11 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("job", type=Path, help="job folder holding job.json")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    _add_progress(run)
+    _add_run_options(run)
     return parser
 
 
-def _add_progress(parser: argparse.ArgumentParser) -> None:
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
+    return int(text)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How this engine runs a job, not part of the job: a job resumes under other values of them."""
+    parser.add_argument(
+        "--object-batch",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run up to N objects' own stages together, in one batch through the model: the same result to float "
+        "rounding, faster where the GPU has room, N times the memory of one",
+    )
     parser.add_argument(
         "--progress",
         choices=("auto", "bar", "json", "none"),
@@ -283,9 +298,9 @@ def _run_sizes(args: argparse.Namespace) -> dict[str, int]:
 
 
 def _animate(args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
+    spec = _spec_from_flags(args)  # before importing torch (job): bad input is refused in a second or so
     from .job import JobFolder
 
-    spec = _spec_from_flags(args)
     folder = JobFolder(args.out)
     folder.check_writable()
     before = folder.contents()
@@ -317,13 +332,13 @@ def _start_or_resume(
                 f"{args.out} holds a job with other settings ({', '.join(changed)}): "
                 "resume it with the same flags, or choose another --out folder"
             )
-        return _run_folder(folder, args.resume, reporter, should_stop)
+        return _run_folder(folder, args, reporter, should_stop)
     folder.create()
     spec.sketch = folder.copy_input(args.sketch, "sketch.svg")
     if args.target_plan:
         spec.target_plan = folder.copy_input(args.target_plan, "target_plan.tsv")
     spec.save(folder.spec)
-    return _run_folder(folder, args.resume, reporter, should_stop)
+    return _run_folder(folder, args, reporter, should_stop)
 
 
 def _run_claimed_folder(args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
@@ -335,10 +350,12 @@ def _run_claimed_folder(args: argparse.Namespace, reporter: ProgressReporter, sh
         raise UserError(f"no job folder at {folder.path}")
     folder.check_writable()
     with folder.claimed():
-        return _run_folder(folder, args.resume, reporter, should_stop)
+        return _run_folder(folder, args, reporter, should_stop)
 
 
-def _run_folder(folder: JobFolder, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest) -> int:
+def _run_folder(
+    folder: JobFolder, args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest
+) -> int:
     """Run the job in `folder`, which the caller holds (`JobFolder.claimed`) and has checked to be writable."""
     spec = JobSpec.load(folder.spec)
     spec.validate()
@@ -347,7 +364,7 @@ def _run_folder(folder: JobFolder, resume: bool, reporter: ProgressReporter, sho
     reporter.attach_log(folder.log)
     started = time.monotonic()
     try:
-        result = _optimize(folder, spec, resume, reporter, should_stop)
+        result = _optimize(folder, spec, args, reporter, should_stop)
     except UserError:
         raise
     except Exception as exc:  # the log keeps the traceback; the user gets one line
@@ -383,7 +400,7 @@ def _warn_of_a_cpu_run(spec: JobSpec, stages: list, reporter: ProgressReporter) 
 
 
 def _optimize(
-    folder: Any, spec: JobSpec, resume: bool, reporter: ProgressReporter, should_stop: _StopRequest
+    folder: Any, spec: JobSpec, args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest
 ) -> Path | None:
     """Load everything, run the stages, write the outputs; None when stopped by a signal."""
     from .cpu_estimate import is_full_modelscope
@@ -423,9 +440,11 @@ def _optimize(
             preview = folder.write_progress_preview(spec, sketch, optimization.animation())
             reporter.event("preview", stage=fields["stage"], step=fields["step"], path=str(preview))
 
-    optimization = Optimization(spec, sketch, prior, device, folder.checkpoints, emit=emit, should_stop=should_stop)
+    optimization = Optimization(
+        spec, sketch, prior, device, folder.checkpoints, emit, should_stop, object_batch=args.object_batch
+    )
     try:
-        animation = optimization.run(resume=resume)
+        animation = optimization.run(resume=args.resume)
     except Cancelled:
         return None
     for warning in folder.write_outputs(spec, sketch, animation):

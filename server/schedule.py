@@ -141,8 +141,10 @@ class Optimization:
         checkpoint_dir: Path,
         emit: Callable[..., None],
         should_stop: Callable[[], bool],
+        object_batch: int = 1,
     ) -> None:
         self.spec = spec
+        self.object_batch = max(1, object_batch)
         self.sketch = sketch
         self.prior = prior
         self.device = torch.device(device)
@@ -162,7 +164,6 @@ class Optimization:
         self.offset = torch.tensor([offset_x, offset_y], dtype=torch.float32, device=self.device)
         self.still_segments = torch.tensor(sketch.segments(still), dtype=torch.float32, device=self.device)
         self.still_widths = torch.tensor(sketch.segment_widths(still), dtype=torch.float32, device=self.device)
-        self.generator = torch.Generator()
         self._run_started = 0.0
         self._steps_this_run = 0
         self.skipped_steps = 0  # passes whose gradient was not finite, this run
@@ -180,7 +181,12 @@ class Optimization:
     # -- the run ------------------------------------------------------------------------------------------------
 
     def run(self, resume: bool) -> dict[str, ObjectAnimation]:
-        """Every stage from the start (or from the newest checkpoint), then every object's animation."""
+        """Every stage from the start (or from the newest checkpoint), then every object's animation.
+
+        Up to `object_batch` per-object stages run together, step by step in one batch through the prior; each
+        keeps its own networks, optimizers and random draws, so the result is that of running them one after
+        another (to float rounding).
+        """
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         found = checkpoints.load_all(self.checkpoint_dir, self._identity()) if resume else []
         checkpoint = checkpoints.newest(found)
@@ -188,72 +194,81 @@ class Optimization:
             self.motions[name].load_state_dict(weights)
         first_stage, first_step = checkpoints.resume_position(checkpoint) if checkpoint else (0, 0)
         self._run_started, self._steps_this_run = time.monotonic(), 0
-        for index in range(first_stage, len(self.stages)):
-            resumed = checkpoint if index == first_stage and first_step > 0 else None
-            self._run_stage(index, first_step if resumed else 0, resumed)
+        if checkpoint is not None and first_step > 0:  # inside the stages it was saved in: those first, together
+            group = checkpoints.stages_of(checkpoint)
+            self._run_group(group, first_step, checkpoint)
+            first_stage = group[-1] + 1
+        for group in self._groups(first_stage):
+            self._run_group(group, 0, None)
         return self.animation()
 
-    def _run_stage(self, index: int, first_step: int, checkpoint: dict[str, Any] | None) -> None:
-        stage = self.stages[index]
+    def _groups(self, first: int) -> list[list[int]]:
+        """The stages from `first` on, consecutive per-object stages in groups of up to `object_batch`."""
+        groups: list[list[int]] = []
+        for index in range(first, len(self.stages)):
+            joins = groups and self.stages[index].name != JOINT_STAGE and self.stages[groups[-1][0]].name != JOINT_STAGE
+            if joins and len(groups[-1]) < self.object_batch:
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+        return groups
+
+    def _run_group(self, group: list[int], first_step: int, checkpoint: dict[str, Any] | None) -> None:
+        """Stages `group` in lockstep from `first_step` (restored from `checkpoint` when resuming)."""
+        stages = [self.stages[index] for index in group]
         steps = self.spec.steps
-        self.emit("stage", stage=stage.name, index=index, count=len(self.stages))
+        label = " + ".join(stage.name for stage in stages)
+        self.emit("stage", stage=label, index=group[0], count=len(self.stages))
+        animated = {name for stage in stages for name in stage.animated}
         for name, motion in self.motions.items():
-            motion.local.requires_grad_(name in stage.animated)
-            motion.global_motion.requires_grad_(name in stage.animated and stage.train_global)
-        optimizers = self._optimizers(stage)
-        schedulers = {
-            kind: torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(steps))
-            for kind, optimizer in optimizers.items()
-        }
-        self.generator.manual_seed(derived_seed(self.spec.seed, _STAGE_SEED, self._stage_key(stage)))
-        if checkpoint is not None:
-            for kind, optimizer in optimizers.items():
-                optimizer.load_state_dict(checkpoint["optimizers"][kind])
-                schedulers[kind].load_state_dict(checkpoint["schedulers"][kind])
-            self.generator.set_state(checkpoint["generator"])
-        condition = self.prior.condition(stage.prompt, stage.animated)
+            motion.local.requires_grad_(name in animated)
+            motion.global_motion.requires_grad_(name in animated and stages[0].train_global)
+        runs = [_StageRun(stage, self._optimizers(stage), steps) for stage in stages]
+        for index, stage, run in zip(group, stages, runs, strict=True):
+            run.generator.manual_seed(derived_seed(self.spec.seed, _STAGE_SEED, self._stage_key(stage)))
+            if checkpoint is not None:
+                run.restore(checkpoints.stage_state(checkpoint, index))
+        conditions = [self.prior.condition(stage.prompt, stage.animated) for stage in stages]
         passes = [("local", self.spec.guidance_local)]
-        if stage.train_global:
+        if stages[0].train_global:
             passes.append(("global", self.spec.guidance_global))
         for step in range(first_step, steps):
             if self.should_stop():
-                self._save(checkpoints.LATEST, index, step, False, optimizers, schedulers)
-                raise Cancelled(f"stopped in stage {stage.name} before step {step + 1}")
-            loss = self._step(stage, passes, optimizers, condition)
-            with warnings.catch_warnings():  # a skipped first step leaves the schedule a step ahead: meant so
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-                for scheduler in schedulers.values():
-                    scheduler.step()
-            self._report_step(index, step + 1, loss)
+                self._save(checkpoints.LATEST, group, runs, step, False)
+                raise Cancelled(f"stopped in stage {label} before step {step + 1}")
+            loss = self._step(stages, runs, passes, conditions)
+            for run in runs:
+                run.step_schedules()
+            self._report_step(group, label, step + 1, loss)
             if (step + 1) % self.spec.checkpoint_every == 0 and step + 1 < steps:
-                self._save(checkpoints.LATEST, index, step + 1, False, optimizers, schedulers)
-        self._save(checkpoints.stage_file(index), index, steps, True, optimizers, schedulers)
+                self._save(checkpoints.LATEST, group, runs, step + 1, False)
+        for index, run in zip(group, runs, strict=True):
+            self._save(checkpoints.stage_file(index), [index], [run], steps, True)
 
     def _step(
-        self,
-        stage: Stage,
-        passes: list[tuple[str, float]],
-        optimizers: dict[str, torch.optim.Optimizer],
-        condition: object,
+        self, stages: list[Stage], runs: list[_StageRun], passes: list[tuple[str, float]], conditions: list[object]
     ) -> float:
-        """One iteration: per pass, render, score at the pass's guidance, step that pass's optimizer only.
+        """One iteration of every stage of a group: per pass, render each, score them together at the pass's
+        guidance, step each stage's optimizer of that pass only.
 
         Every gradient is cleared before each pass, so no pass ever steps on another pass's gradient. Returns the
-        local pass's loss, the one progress reports.
+        local pass's mean loss, the one progress reports.
         """
         losses = []
         for kind, guidance in passes:
             for motion in self.motions.values():
                 motion.zero_grad(set_to_none=True)
-            loss = self.prior.loss(self._render_stage(stage), condition, guidance, self.generator)
-            loss.backward()
-            if _finite_gradients(optimizers[kind]):
-                optimizers[kind].step()
-            else:  # an fp16 overflow in the VAE's backward: one lost step, never corrupted networks
-                self.skipped_steps += 1
-                self.emit("warning", message=f"step skipped in stage {stage.name}: non-finite gradient "
-                          f"({self.skipped_steps} so far)")  # fmt: skip
-            losses.append(float(loss.detach()))
+            videos = [self._render_stage(stage) for stage in stages]
+            scores = self.prior.losses(videos, conditions, guidance, [run.generator for run in runs])
+            scores.sum().backward()  # each stage's networks get the gradient of its own loss only
+            for stage, run in zip(stages, runs, strict=True):
+                if _finite_gradients(run.optimizers[kind]):
+                    run.optimizers[kind].step()
+                else:  # an fp16 overflow in the VAE's backward: one lost step, never corrupted networks
+                    self.skipped_steps += 1
+                    self.emit("warning", message=f"step skipped in stage {stage.name}: non-finite gradient "
+                              f"({self.skipped_steps} so far)")  # fmt: skip
+            losses.append(float(scores.detach().mean()))
         return losses[0]
 
     def _stage_key(self, stage: Stage) -> int:
@@ -287,21 +302,13 @@ class Optimization:
         render_segments = torch.cat(segments, dim=1) * self.scale + self.offset
         return render(render_segments, torch.cat(widths) * self.scale, self.spec.size)
 
-    def _report_step(self, stage_index: int, step: int, loss: float) -> None:
+    def _report_step(self, group: list[int], label: str, step: int, loss: float) -> None:
         steps = self.spec.steps
         total = steps * len(self.stages)
-        done = stage_index * steps + step
-        self._steps_this_run += 1
+        done = group[0] * steps + step * len(group)
+        self._steps_this_run += len(group)
         eta = (time.monotonic() - self._run_started) / self._steps_this_run * (total - done)
-        self.emit(
-            "step",
-            stage=self.stages[stage_index].name,
-            step=step,
-            steps=steps,
-            loss=loss,
-            progress=done / total,
-            eta_s=round(eta, 1),
-        )
+        self.emit("step", stage=label, step=step, steps=steps, loss=loss, progress=done / total, eta_s=round(eta, 1))
 
     # -- results ------------------------------------------------------------------------------------------------
 
@@ -314,29 +321,52 @@ class Optimization:
     def _identity(self) -> dict[str, Any]:
         return checkpoints.identity([s.name for s in self.stages], self.spec.frames, self.spec.steps)
 
-    def _save(
-        self,
-        file_name: str,
-        stage: int,
-        step: int,
-        finished: bool,
-        optimizers: dict[str, torch.optim.Optimizer],
-        schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
-    ) -> None:
-        """A checkpoint of the networks this stage trains (server/checkpoints.py), announced as an event."""
+    def _save(self, file_name: str, group: list[int], runs: list[_StageRun], step: int, finished: bool) -> None:
+        """A checkpoint of the networks stages `group` train (server/checkpoints.py), announced as an event."""
         path = self.checkpoint_dir / file_name
+        animated = [name for index in group for name in self.stages[index].animated]
         checkpoints.save(
             path,
             self._identity(),
-            stage,
+            {index: run.state() for index, run in zip(group, runs, strict=True)},
             step,
             finished,
-            motions={name: self.motions[name].state_dict() for name in self.stages[stage].animated},
-            optimizers={kind: optimizer.state_dict() for kind, optimizer in optimizers.items()},
-            schedulers={kind: scheduler.state_dict() for kind, scheduler in schedulers.items()},
-            generator=self.generator.get_state(),
+            {name: self.motions[name].state_dict() for name in animated},
         )
-        self.emit("checkpoint", stage=self.stages[stage].name, step=step, path=str(path))
+        label = " + ".join(self.stages[index].name for index in group)
+        self.emit("checkpoint", stage=label, step=step, path=str(path))
+
+
+class _StageRun:
+    """What one stage trains with: its optimizers (one per pass), their learning-rate schedules, its generator."""
+
+    def __init__(self, stage: Stage, optimizers: dict[str, torch.optim.Optimizer], steps: int) -> None:
+        self.stage = stage
+        self.optimizers = optimizers
+        self.schedulers = {
+            kind: torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(steps))
+            for kind, optimizer in optimizers.items()
+        }
+        self.generator = torch.Generator()
+
+    def step_schedules(self) -> None:
+        with warnings.catch_warnings():  # a skipped first step leaves the schedule a step ahead: meant so
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "optimizers": {kind: optimizer.state_dict() for kind, optimizer in self.optimizers.items()},
+            "schedulers": {kind: scheduler.state_dict() for kind, scheduler in self.schedulers.items()},
+            "generator": self.generator.get_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for kind, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][kind])
+            self.schedulers[kind].load_state_dict(state["schedulers"][kind])
+        self.generator.set_state(state["generator"])
 
 
 def _finite_gradients(optimizer: torch.optim.Optimizer) -> bool:

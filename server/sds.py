@@ -17,7 +17,7 @@ T_MIN = 50
 T_MAX = 950
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-"""(noisy latents, timestep) -> (unconditional, conditional) noise estimates, each shaped like the latents."""
+"""(noisy latents (B, ...), timesteps (B,)) -> (unconditional, conditional) noise estimates, each like the latents."""
 
 
 class NoiseSchedule(Protocol):
@@ -30,28 +30,34 @@ class NoiseSchedule(Protocol):
     ) -> torch.Tensor: ...
 
 
-def sds_loss(
+def sds_losses(
     latents: torch.Tensor,
     predict_noise: NoisePredictor,
     scheduler: NoiseSchedule,
     guidance: float,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
 ) -> torch.Tensor:
-    """A scalar whose gradient w.r.t. `latents` is the SDS gradient (1 - alpha_bar_t) (eps_hat - eps).
+    """Per video of the batch, a scalar whose gradient w.r.t. its latents is the SDS gradient
+    (1 - alpha_bar_t) (eps_hat - eps); shape (B,) for latents (B, C, F, h, w).
 
-    `scheduler` is the model's noise scheduler. The timestep and the
-    noise come from `generator` (CPU), so a run is reproducible. The value is half the squared norm of the SDS
-    gradient: it shrinks as the video becomes what the prior expects.
+    `scheduler` is the model's noise scheduler. Video i's timestep and noise come from `generators[i]` (CPU),
+    drawn as if it were alone, so a batch of independent stages gives each the draws of its own run. The value
+    is half the squared norm of the SDS gradient: it shrinks as the video becomes what the prior expects.
     """
     train_steps = len(scheduler.alphas_cumprod)
-    timestep = torch.randint(T_MIN, min(T_MAX, train_steps), (1,), generator=generator)
-    noise = torch.randn(latents.shape, generator=generator).to(device=latents.device, dtype=latents.dtype)
-    alpha_bar = scheduler.alphas_cumprod[timestep].item()
+    timesteps, noises = [], []
+    for generator in generators:
+        timesteps.append(torch.randint(T_MIN, min(T_MAX, train_steps), (1,), generator=generator))
+        noises.append(torch.randn((1, *latents.shape[1:]), generator=generator))
+    timestep = torch.cat(timesteps)
+    noise = torch.cat(noises).to(device=latents.device, dtype=latents.dtype)
+    weights = [1.0 - scheduler.alphas_cumprod[t].item() for t in timestep]
+    weight = torch.tensor(weights, dtype=torch.float32, device=latents.device).view(-1, *[1] * (latents.dim() - 1))
     with torch.no_grad():
         noisy = scheduler.add_noise(latents.detach(), noise, timestep.to(latents.device))
         noise_uncond, noise_cond = predict_noise(noisy, timestep.to(latents.device))
         guided = noise_uncond.float() + guidance * (noise_cond.float() - noise_uncond.float())
-        gradient = torch.nan_to_num((1.0 - alpha_bar) * (guided - noise.float()), nan=0.0, posinf=0.0, neginf=0.0)
+        gradient = torch.nan_to_num(weight * (guided - noise.float()), nan=0.0, posinf=0.0, neginf=0.0)
     # d/dz 0.5 * |z - (z - g)|^2 = g: the gradient reaches the latents exactly, the value reports |g|^2 / 2.
     target = latents.detach().float() - gradient
-    return 0.5 * (latents.float() - target).pow(2).sum()
+    return 0.5 * (latents.float() - target).pow(2).flatten(1).sum(1)

@@ -36,6 +36,16 @@ class Prior(abc.ABC):
         Every random draw comes from `generator` (CPU), so a run can be reproduced and resumed.
         """
 
+    def losses(
+        self, videos: list[torch.Tensor], conditions: list[object], guidance: float, generators: list[torch.Generator]
+    ) -> torch.Tensor:
+        """`loss` of several independent stages' videos at once, shape (B,): each depends on its own video only,
+        so one backward pass of their sum gives each stage its own gradient. A prior that can batch the work
+        overrides this; the results are those of one `loss` call each."""
+        return torch.stack(
+            [self.loss(v, c, guidance, g) for v, c, g in zip(videos, conditions, generators, strict=True)]
+        )
+
 
 def load_prior(spec: JobSpec, sketch: Sketch, device: torch.device) -> Prior:
     """The prior the job asks for, ready on `device`; UserError when it cannot be had (model missing, bad plan)."""

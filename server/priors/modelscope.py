@@ -35,7 +35,7 @@ from ..devices import model_dtype
 from ..download_progress import event_bar
 from ..errors import UserError
 from ..protocol import DEFAULT_MODEL
-from ..sds import sds_loss
+from ..sds import sds_losses
 from . import Prior
 
 DEFAULT_MODEL_LICENCE = "CC-BY-NC-4.0"
@@ -291,22 +291,36 @@ class ModelScopePrior(Prior):
         return torch.cat([self._embed(""), self._embed(prompt)])
 
     def _predict_noise(
-        self, embeddings: torch.Tensor, noisy: torch.Tensor, timestep: torch.Tensor
+        self, embeddings: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both noise estimates of every video in one UNet call; `embeddings` (2B, ...) are B unconditional
+        then B conditional ones."""
         batch = torch.cat([noisy, noisy]).to(self.dtype)
-        noise = self.unet(batch, timestep, encoder_hidden_states=embeddings).sample
+        noise = self.unet(batch, torch.cat([timesteps, timesteps]), encoder_hidden_states=embeddings).sample
         uncond, cond = noise.chunk(2)
         return uncond, cond
 
-    def encode(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Scaled VAE latents (1, C, F, h, w) of `video` (F, 3, H, W) in [0, 1], differentiable in the video."""
-        posterior = self.vae.encode(video.to(self.device, self.dtype) * 2.0 - 1.0).latent_dist
-        draw = torch.randn(posterior.mean.shape, generator=generator).to(self.device, self.dtype)
-        latents = (posterior.mean + posterior.std * draw) * self.latent_scale
-        return latents.permute(1, 0, 2, 3).unsqueeze(0)
+    def encode(self, videos: list[torch.Tensor], generators: list[torch.Generator]) -> torch.Tensor:
+        """Scaled VAE latents (B, C, F, h, w) of videos (F, 3, H, W) in [0, 1], in one VAE call, differentiable
+        in the videos; video i's posterior sample is drawn from `generators[i]`."""
+        frames = torch.cat(videos).to(self.device, self.dtype)
+        posterior = self.vae.encode(frames * 2.0 - 1.0).latent_dist
+        per_video = posterior.mean.shape[0] // len(videos)
+        draws = [torch.randn((per_video, *posterior.mean.shape[1:]), generator=g) for g in generators]
+        latents = (posterior.mean + posterior.std * torch.cat(draws).to(self.device, self.dtype)) * self.latent_scale
+        return latents.view(len(videos), per_video, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def loss(self, video: torch.Tensor, condition: object, guidance: float, generator: torch.Generator) -> torch.Tensor:
-        """Live-Sketch's SDS on one shared random view of the video (see `server.sds`)."""
-        assert isinstance(condition, torch.Tensor), "condition() of this prior gives the text embeddings"
-        latents = self.encode(augment(video, generator), generator)
-        return sds_loss(latents, partial(self._predict_noise, condition), self.scheduler, guidance, generator)
+        return self.losses([video], [condition], guidance, [generator])[0]
+
+    def losses(
+        self, videos: list[torch.Tensor], conditions: list[object], guidance: float, generators: list[torch.Generator]
+    ) -> torch.Tensor:
+        """Live-Sketch's SDS (see `server.sds`), each video on one random view of its own, the batch through one
+        VAE call and one UNet call."""
+        assert all(isinstance(c, torch.Tensor) for c in conditions), "condition() gives the text embeddings"
+        embeddings = [c for c in conditions if isinstance(c, torch.Tensor)]
+        views = [augment(video, generator) for video, generator in zip(videos, generators, strict=True)]
+        latents = self.encode(views, generators)
+        both = torch.cat([*(e[:1] for e in embeddings), *(e[1:] for e in embeddings)])
+        return sds_losses(latents, partial(self._predict_noise, both), self.scheduler, guidance, generators)

@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from server.errors import UserError
 from server.sketch import Sketch, default_objects, load_svg
+from server.svg import MAX_STROKES
 from server.tables import read_stroke_table
 from tests.conftest import REPO, multiobject_sketches
 
@@ -273,3 +275,17 @@ def test_a_giant_sketch_is_refused_quickly_within_ordinary_memory(tmp_path: Path
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr[-500:]
     assert "far more than a sketch to animate" in done.stdout
+
+
+def test_reading_paths_takes_time_in_proportion_to_their_number(tmp_path: Path) -> None:
+    """Each path was numbered by recounting those before it: 10,000 (the limit) took 5 s, in Blender's import too."""
+
+    def cpu_seconds(paths: int) -> float:
+        sketch = _write(tmp_path, "".join(f'<path d="M {i % 90} 5 l 1 1"/>' for i in range(paths)), name=f"{paths}.svg")
+        started = time.process_time()
+        assert len(load_svg(sketch).strokes) == paths
+        return time.process_time() - started
+
+    quarter = min(cpu_seconds(MAX_STROKES // 4) for _ in range(2))
+    limit = min(cpu_seconds(MAX_STROKES) for _ in range(2))
+    assert limit < 8 * quarter, f"{quarter:.2f} s, then {limit:.2f} s for 4 times the paths"  # 12 times if quadratic

@@ -7,7 +7,11 @@ in a venv without pip), so the check after installing runs for real without down
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +19,7 @@ import bpy
 import pytest
 
 from tests.addon.conftest import ADDON_PACKAGE, addon_module, engine_python
+from tests.conftest import REPO
 
 preferences = addon_module("preferences")
 contract = addon_module("contract")
@@ -212,3 +217,42 @@ def test_offline_blender_is_told_how_to_allow_the_download(prefs, tmp_path: Path
     assert not (tmp_path / "cache").exists()
     explained = [line for line in _drawn() if line in preferences.OFFLINE_LINES]
     assert len(explained) == 3 and all(len(line) < 80 for line in explained)  # several short lines, not one cut off
+
+
+LEGACY_INSTALL = """
+import sys
+import bpy
+import addon_utils
+
+def _raise(exc):
+    raise exc
+
+addon_utils.enable("multisketch_addon", default_set=True, handle_error=_raise)  # from scripts/addons: no extension
+sketch = sys.argv[1]
+sys.modules["multisketch_addon.importer"].import_sketch(bpy.context, f"{sketch}/sketch.svg", f"{sketch}/objects.tsv")
+bpy.context.preferences.addons["multisketch_addon"].preferences.python_path = sys.argv[2]
+bpy.context.scene.multisketch.prompt = "a dog plays with a ball"
+animate = sys.modules["multisketch_addon.animate"]
+print("ADDON", animate.__file__)
+print("JOB", animate.start_job(bpy.context).exported.job_dir, flush=True)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the add-on is linked into Blender's add-on folder")
+def test_installed_as_a_legacy_add_on_it_keeps_its_jobs_in_the_users_blender_folder(tmp_path: Path) -> None:
+    """Without an extension's user folder the jobs once went to a fixed shared path in /tmp, readable by others."""
+    user = tmp_path / "blender-user"
+    (user / "scripts" / "addons").mkdir(parents=True)
+    (user / "scripts" / "addons" / "multisketch_addon").symlink_to(REPO / "multisketch_addon")
+    engine = shutil.which("true")  # an engine that ends at once: only where its job folder went matters here
+    assert engine is not None
+    done = subprocess.run(
+        [sys.executable, "-c", LEGACY_INSTALL, str(REPO / "examples" / "dog_and_ball"), engine],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,  # not the checkout: it would import from there
+        env={**os.environ, "BLENDER_USER_RESOURCES": str(user)},
+    )  # fmt: skip
+    jobs = [Path(line.removeprefix("JOB ")) for line in done.stdout.splitlines() if line.startswith("JOB ")]
+    assert done.returncode == 0 and jobs, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"ADDON {user / 'scripts' / 'addons' / 'multisketch_addon' / 'animate.py'}" in done.stdout.splitlines()
+    assert jobs[0].parent == user / "datafiles" / "multisketch" / "jobs"  # Blender's own data folder of this user
+    assert (jobs[0] / "job.json").is_file() and stat.S_IMODE(jobs[0].stat().st_mode) == 0o700

@@ -110,7 +110,7 @@ class JobSpec:
         if not 16 <= self.size <= MAX_SIZE:
             raise UserError(f"render size must be from 16 to {MAX_SIZE} px (got {self.size})")
         if self.checkpoint_every < 1:
-            raise UserError(f"checkpoint interval must be at least 1 step (got {self.checkpoint_every})")
+            raise UserError(f"checkpoint_every must be at least 1 step (got {self.checkpoint_every})")
         if self.device not in DEVICES:
             raise UserError(f"unknown device {self.device!r}: use one of {', '.join(DEVICES)}")
         if self.prior not in PRIORS:
@@ -127,9 +127,9 @@ class JobSpec:
             _check_type(f"head_gains[{head!r}]", gain, float)
             if not math.isfinite(gain) or gain <= 0:
                 raise UserError(f"head_gains[{head!r}] must be a finite number above 0 (got {gain!r})")
-        for guidance in (self.guidance_local, self.guidance_global):
+        for name, guidance in (("guidance_local", self.guidance_local), ("guidance_global", self.guidance_global)):
             if not math.isfinite(guidance) or guidance < 0:
-                raise UserError(f"guidance must be a finite number of 0 or more (got {guidance})")
+                raise UserError(f"{name} must be a finite number of 0 or more (got {guidance})")
         if len(self.objects) > MAX_OBJECTS:
             raise UserError(f"a job animates at most {MAX_OBJECTS} objects (got {len(self.objects)}): group strokes")
         seen_names: set[str] = set()

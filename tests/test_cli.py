@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import imageio.v2 as imageio
 import pytest
 
-from server import protocol
+from server import protocol, svg
 from server.cli import main
 from tests.conftest import MULTIOBJECT, REPO, multiobject_sketches
 
@@ -105,6 +107,11 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _tree_state(folder: Path) -> dict[Path, int]:
+    """Every path under `folder` with its modification time: equal before and after means nothing was written."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
 TWO_STROKES = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">'
     '<path d="M 10 10 C 20 20 30 30 40 40" stroke="black" stroke-width="3" fill="none"/>'
@@ -176,13 +183,13 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(case: str, expected: str
         extra = ["--head-gain", "wobble=3"]
     elif case == "zero_gain":
         extra = ["--head-gain", "translation=0"]
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    before = _tree_state(tmp_path)
     argv = ["animate", args.pop("sketch"), *[v for item in args.items() for v in item], *SMALL, *extra]
     done = _engine(*argv)
     assert done.returncode == protocol.EXIT_BAD_INPUT
     assert expected in done.stderr.lower()
     assert "Traceback" not in done.stderr
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before, "bad input wrote files"
+    assert _tree_state(tmp_path) == before, "bad input wrote files"
 
 
 def test_missing_modelscope_weights_stop_with_one_message(tmp_path: Path) -> None:
@@ -278,6 +285,7 @@ def test_a_closed_output_pipe_stops_the_engine_without_a_traceback(tmp_path: Pat
         ("seed", "0", "'seed' must be an integer"),
         ("guidance_local", "30", "'guidance_local' must be a number"),
         ("checkpoint_every", None, "'checkpoint_every' must be an integer"),
+        ("checkpoint_every", "100", "'checkpoint_every' must be an integer"),
         ("sketch", 5, "'sketch' must be a string"),
         ("prompt", 7, "'prompt' must be a string"),
         ("version", "1", "'version' must be an integer"),
@@ -289,18 +297,64 @@ def test_a_closed_output_pipe_stops_the_engine_without_a_traceback(tmp_path: Pat
 def test_a_hand_written_job_spec_of_the_wrong_types_gets_exit_2_and_no_traceback(
     field: str, value: object, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _write(tmp_path / "sketch.svg", TWO_STROKES)
+    _hand_written_job(tmp_path, field, value)
+    assert main(["run", str(tmp_path), "--progress", "none"]) == protocol.EXIT_BAD_INPUT
+    errors = capsys.readouterr().err
+    assert expected in errors and "Traceback" not in errors
+
+
+def _hand_written_job(folder: Path, field: str, value: object) -> None:
+    """A job folder of the two-stroke sketch whose job.json has `value` in `field` (`object_<key>`: the first
+    object's `<key>`), as a user editing it by hand would leave it; json.dumps writes NaN and Infinity as such."""
+    _write(folder / "sketch.svg", TWO_STROKES)
     spec = protocol.JobSpec(
-        sketch="sketch.svg", prompt="things move", objects=[protocol.ObjectSpec("a", [0])], prior="tiny"
-    ).to_dict()
+        sketch="sketch.svg", prompt="things move", objects=[protocol.ObjectSpec("a", [0])], prior="tiny",
+        frames=2, steps=1, size=32,
+    ).to_dict()  # fmt: skip
     if field.startswith("object_"):
         spec["objects"][0][field.removeprefix("object_")] = value
     else:
         spec[field] = value
-    (tmp_path / protocol.JOB_SPEC).write_text(json.dumps(spec))
+    (folder / protocol.JOB_SPEC).write_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("frames", 100_000, "frames must be from 2 to 240 (got 100000)"),
+        ("size", 100_000, "size must be from 16 to 1024 px (got 100000)"),
+        ("steps", -1, "steps must be from 0 to 100000 (got -1)"),
+        ("steps", 100_001, "steps must be from 0 to 100000 (got 100001)"),
+        ("guidance_local", math.nan, "guidance_local must be a finite number"),
+        ("guidance_global", math.inf, "guidance_global must be a finite number"),
+        ("checkpoint_every", 0, "checkpoint_every must be at least 1 step"),
+        ("head_gains", {**protocol.HEAD_GAINS, "rotation": math.nan}, "head_gains['rotation'] must be a finite"),
+    ],
+)
+def test_a_hand_written_job_spec_out_of_range_gets_exit_2_and_one_line_naming_the_field(
+    field: str, value: object, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """frames or size of 100000 once asked for 114 GB; NaN guidance reached the optimizer."""
+    _hand_written_job(tmp_path, field, value)
+    before = _tree_state(tmp_path)
     assert main(["run", str(tmp_path), "--progress", "none"]) == protocol.EXIT_BAD_INPUT
-    errors = capsys.readouterr().err
-    assert expected in errors and "Traceback" not in errors
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and expected in errors[0], errors
+    after = _tree_state(tmp_path)
+    after.pop(tmp_path / protocol.LOCK)  # taken by every engine that works in a job folder, empty
+    assert after == before, "a refused job wrote files"
+
+
+def test_a_truncated_job_spec_gets_exit_2_and_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job.json cut short (a crash while it was written, before writes were atomic) left the folder unusable."""
+    _hand_written_job(tmp_path, "prompt", "things move")
+    spec = tmp_path / protocol.JOB_SPEC
+    spec.write_text(spec.read_text()[:100])
+    assert main(["run", str(tmp_path), "--progress", "none"]) == protocol.EXIT_BAD_INPUT
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and f"cannot read the job spec {spec}" in errors[0], errors
 
 
 @pytest.mark.parametrize("index", ["²", "1" * 5000, "-1", "1.0"])
@@ -367,3 +421,121 @@ def test_every_checkpoint_is_followed_by_a_picture_of_the_animation_so_far(tmp_p
     assert all(events[i + 1] == "preview" for i, event in enumerate(events) if event == "checkpoint")
     sheet = imageio.imread(tmp_path / "job" / "progress.png")
     assert sheet.shape == (128, 512, 3) and sheet.min() < 128 < sheet.max()  # 4 frames of ink on white, one row
+
+
+CAPPED_ENGINE = (
+    "import resource, sys\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))\n"
+    "from server.cli import main\n"
+    "code = main(sys.argv[2:])\n"
+    "peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0].split()[1]\n"
+    "print(int(peak) * 1024)\n"  # this process's own peak: ru_maxrss would count the test process it was forked from
+    "sys.exit(code)\n"
+)
+
+
+def _capped_engine(*args: str, address_space: int = 2**30) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """The engine under an address-space cap, as on a machine of little memory: (its run, seconds, peak RSS bytes)."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", CAPPED_ENGINE, str(address_space), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return done, time.monotonic() - started, int(done.stdout.split()[-1]) if done.stdout.strip() else -1
+
+
+def _assert_refused_at_once(done: subprocess.CompletedProcess[str], seconds: float, peak: int, expected: str) -> None:
+    """Exit 2, one line saying `expected`, within seconds and the memory of an interpreter with numpy."""
+    assert done.returncode == protocol.EXIT_BAD_INPUT, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert seconds < 5, f"refused after {seconds:.1f} s"
+    assert 0 < peak < 150 * 2**20, f"peak memory {peak / 2**20:.0f} MB"  # an ordinary tiny job takes 481 MB
+
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="address-space limit and /proc as Linux has them")
+
+
+@linux_only
+@pytest.mark.parametrize("objects", [protocol.MAX_OBJECTS + 1, 10_000])
+def test_more_objects_than_a_job_may_animate_are_refused_at_once_in_little_memory(objects: int, tmp_path: Path) -> None:
+    """10,000 objects once took 7.3 GB before the first step; the sketch reader took 5 s to number 10,000 paths."""
+    paths = "".join(f'<path d="M {i % 90} {i // 90 % 90} l 1 1"/>' for i in range(objects))
+    sketch = _write(
+        tmp_path / "sketch.svg", f'<svg xmlns="http://www.w3.org/2000/svg" width="99" height="99">{paths}</svg>'
+    )
+    table = _write(tmp_path / "objects.tsv", "".join(f"object {i}\t{i}\n" for i in range(objects)))
+    before = _tree_state(tmp_path)
+    out = tmp_path / "job"
+    refused = _capped_engine(
+        "animate", str(sketch), "--objects", str(table), "--prompt", "x", "--out", str(out), *SMALL
+    )
+    _assert_refused_at_once(*refused, f"at most {protocol.MAX_OBJECTS} objects (got {objects})")
+    assert _tree_state(tmp_path) == before and not out.exists()
+
+
+@linux_only
+def test_a_sketch_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    """One token of 21 MB: the reader's size limit, before any parsing (a 200 MB file once froze a reader)."""
+    sketch = tmp_path / "huge.svg"
+    with sketch.open("w") as file:
+        file.write('<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><path d="M 0 0 L 1 ')
+        file.write("1" * 21_000_000)
+        file.write('"/></svg>')
+    out = tmp_path / "job"
+    refused = _capped_engine("animate", str(sketch), "--prompt", "x", "--out", str(out), *SMALL)
+    _assert_refused_at_once(*refused, f"is over {svg.MAX_FILE_BYTES // 2**20} MB")
+    assert not out.exists()
+
+
+DEGENERATE_STROKES = {
+    "zero-length line": '<path d="M 10 10 L 10 10"/>',
+    "cubic of one point": '<path d="M 10 10 C 10 10 10 10 10 10"/>',
+    "scaled to nothing": '<path transform="scale(0)" d="M 10 10 C 20 20 30 20 40 10"/>',
+    "singular matrix": '<path transform="matrix(1 1 1 1 0 0)" d="M 10 10 C 20 20 30 20 40 10"/>',
+}
+
+
+@pytest.mark.filterwarnings("error")  # a numpy or torch RuntimeWarning fails the test, as `python -W error` would
+@pytest.mark.parametrize("case", [*DEGENERATE_STROKES, "every stroke at one point"])
+def test_a_degenerate_but_valid_sketch_animates_to_a_finite_result_without_warnings(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An object whose strokes have no extent once printed numpy warnings; it must still animate, all numbers finite."""
+    if case in DEGENERATE_STROKES:
+        strokes = DEGENERATE_STROKES[case] + '<path d="M 5 5 C 10 20 20 20 30 5"/>'
+    else:
+        strokes = DEGENERATE_STROKES["zero-length line"] + DEGENERATE_STROKES["cubic of one point"]
+    sketch = _write(
+        tmp_path / "sketch.svg", f'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">{strokes}</svg>'
+    )
+    table = _write(tmp_path / "objects.tsv", "dot\t0\nline\t1\n")
+    out = tmp_path / "job"
+    tiny_job = ["--prior", "tiny", "--frames", "2", "--steps", "2", "--size", "32", "--progress", "none"]
+    assert main(["animate", str(sketch), "--objects", str(table), "--prompt", "x", "--out", str(out), *tiny_job]) == 0
+    result = protocol.load_result(out / protocol.RESULT)  # refuses NaN, Infinity and coordinates beyond 1e6
+    assert set(result["objects"]) == {"dot", "line"}
+    assert "warning" not in capsys.readouterr().err.lower()
+
+
+def _stage_files(objects: int, tmp_path: Path) -> list[int]:
+    """Bytes of each stage file (`stage-<i>.pt`, in stage order) of a tiny job of `objects` alike one-stroke objects."""
+    folder = tmp_path / f"{objects} objects"
+    folder.mkdir()
+    strokes = "".join(f'<path d="M {10 + 20 * i} 10 c 5 20 10 20 15 0"/>' for i in range(objects))
+    sketch = _write(
+        folder / "sketch.svg", f'<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">{strokes}</svg>'
+    )
+    table = _write(folder / "objects.tsv", "".join(f"object {i}\t{i}\n" for i in range(objects)))
+    out = folder / "job"
+    tiny_job = ["--prior", "tiny", "--frames", "2", "--steps", "1", "--size", "32", "--progress", "none"]
+    assert main(["animate", str(sketch), "--objects", str(table), "--prompt", "x", "--out", str(out), *tiny_job]) == 0
+    stages = sorted((out / protocol.CHECKPOINTS_DIR).glob("stage-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    return [p.stat().st_size for p in stages]
+
+
+def test_checkpoints_on_disk_grow_with_the_objects_not_with_their_square(tmp_path: Path) -> None:
+    """Each stage file once held every object's networks (390 MB for 20 objects): twice the objects, twice the bytes."""
+    two, four = _stage_files(2, tmp_path), _stage_files(4, tmp_path)
+    assert len(two) == 3 and len(four) == 5  # a stage per object, then the joint stage
+    one_object = two[0]
+    assert all(abs(size - one_object) < 0.05 * one_object for size in two[:2] + four[:4]), (two, four)
+    assert sum(four) < 2.2 * sum(two), (two, four)  # each stage holding every object's networks: 3.3 times

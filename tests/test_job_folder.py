@@ -52,6 +52,19 @@ def test_a_folder_of_the_users_files_is_refused_and_left_as_it_was(tmp_path: Pat
     assert sorted(p.name for p in documents.iterdir()) == ["notes", "result.json", "sketch.svg"]
 
 
+@posix_only
+def test_a_folder_holding_a_link_named_sketch_svg_is_refused_and_the_linked_file_kept(tmp_path: Path, capsys) -> None:
+    """Copying the sketch into such a folder once followed the link and overwrote the user's file behind it."""
+    drawing = tmp_path / "my drawing.svg"
+    drawing.write_text("my own drawing")
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "sketch.svg").symlink_to(drawing)
+    assert _animate(tmp_path, out) == protocol.EXIT_BAD_INPUT
+    assert "is not a job folder" in capsys.readouterr().err
+    assert drawing.read_text() == "my own drawing" and [p.name for p in out.iterdir()] == ["sketch.svg"]
+
+
 def test_an_empty_folder_becomes_a_job(tmp_path: Path) -> None:
     out = tmp_path / "empty"
     out.mkdir()

@@ -289,3 +289,21 @@ def test_reading_paths_takes_time_in_proportion_to_their_number(tmp_path: Path) 
     quarter = min(cpu_seconds(MAX_STROKES // 4) for _ in range(2))
     limit = min(cpu_seconds(MAX_STROKES) for _ in range(2))
     assert limit < 8 * quarter, f"{quarter:.2f} s, then {limit:.2f} s for 4 times the paths"  # 12 times if quadratic
+
+
+@pytest.mark.parametrize("entity", ["billion laughs", "external file"])
+def test_xml_entities_that_expand_or_read_files_are_refused(entity: str, tmp_path: Path) -> None:
+    """A few hundred bytes of nested entities would expand to gigabytes; an external one would read the user's file."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("M 0 0 L 1 1")
+    if entity == "billion laughs":
+        nested = "".join(f'<!ENTITY e{i + 1} "{f"&e{i};" * 10}">' for i in range(9))
+        declarations, use = f'<!ENTITY e0 "laugh">{nested}', "&e9;"
+    else:
+        declarations, use = f'<!ENTITY e9 SYSTEM "{secret.as_uri()}">', "&e9;"
+    sketch = tmp_path / "entities.svg"
+    sketch.write_text(f'<?xml version="1.0"?><!DOCTYPE svg [{declarations}]>'
+                      f'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><path d="M 0 0 L 5 5"/>'
+                      f"<desc>{use}</desc></svg>")  # fmt: skip
+    with pytest.raises(UserError, match="not well-formed XML"):
+        load_svg(sketch)

@@ -536,3 +536,18 @@ def test_twenty_random_kills_leave_the_scene_alone_and_resume_to_the_same_result
     (resumed,) = _jobs(tmp_path)
     assert (resumed / "result.json").read_bytes() == (uninterrupted / "result.json").read_bytes()
     assert _evaluated_scene_state() == animated
+
+
+def test_the_engine_is_started_without_a_shell_whatever_the_cache_folder_is_called(
+    sketch: bpy.types.Collection, tmp_path: Path
+) -> None:
+    """The job folder's path reaches the engine as one argument: a Cache Folder named like a command runs nothing."""
+    hostile = tmp_path / "jobs; touch ran-1 $(touch ran-2) `touch ran-3` 'quoted"
+    argv = tmp_path / "argv"
+    addon_preferences().cache_dir = str(hostile)
+    addon_preferences().python_path = str(_script(tmp_path, "argv-python", f'printf "%s\\n" "$@" > {argv}\nexit 1'))
+    job = animate.start_job(bpy.context)
+    job.conclude(bpy.context, job.wait(bpy.context))
+    arguments = argv.read_text().splitlines()
+    assert arguments[:3] == ["-m", "server", "run"] and Path(arguments[3]).parent == hostile / animate.JOBS_FOLDER
+    assert not [p for folder in (tmp_path, hostile, REPO, Path.cwd()) for p in folder.glob("ran-*")]

@@ -270,6 +270,7 @@ BAD_INPUTS = {
                      + '<path d="M 0 0 L 1 1"/>' + "</g>" * 5000 + "</svg>", None, "nested more than"),
     "unknown stroke": (None, None, "cat\t0,1,999\n", "does not exist"),
     "duplicate stroke": (None, None, "cat\t0,1\ndog\t1,2\n", "is in both"),
+    "superscript index": (None, None, "cat\t0,\u00b2\n", "is not a stroke index"),
     "over 20 MB": ("huge.svg", lambda: '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><path d="M 0 0 L '
                    + "1" * 21_000_000 + '"/></svg>', None, "is over 20 MB"),
     "too many paths": ("many.svg", lambda: '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9">'
@@ -336,3 +337,14 @@ def test_names_over_blenders_limit_stay_two_objects_and_reach_the_job_apart(empt
     bpy.context.scene.multisketch.prompt = "two dogs run"
     spec = addon_module("job_export").export_job(sketch, tmp_path / "job", run_settings(bpy.context)).spec
     assert sorted(obj.strokes for obj in spec.objects) == [[0], [1]] and len({o.name for o in spec.objects}) == 2
+
+
+def test_multi_byte_group_ids_long_or_short_become_objects_apart(empty_scene, tmp_path: Path) -> None:
+    """A `<g id>` of over 63 bytes in multi-byte characters was refused with a misleading message."""
+    names = ["\u00e9" * 40, "\u00fc" * 140 + "a", "\u00fc" * 140 + "b"]  # 80 bytes; two of 281, alike in 255
+    groups = "".join(f'<g id="{name}"><path d="M {10 * i} 10 L 40 40"/></g>' for i, name in enumerate(names))
+    svg = tmp_path / "names.svg"
+    svg.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">{groups}</svg>', encoding="utf-8")
+    objects = _objects(importer.import_sketch(bpy.context, str(svg)))
+    assert names[0] in objects and all(len(name.encode()) <= 255 for name in objects)
+    assert sorted(scene_model.source_strokes(ob) for ob in objects.values()) == [[0], [1], [2]]

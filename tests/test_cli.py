@@ -30,6 +30,18 @@ def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     return cache
 
 
+# Every engine these tests start gets at most this much address space (a tiny job needs under 3 GiB) and
+# ENGINE_TIMEOUT_S, so that no case, hostile or not, can take the machine's memory or hang the suite.
+ENGINE_ADDRESS_SPACE = 3 * 2**30
+ENGINE_TIMEOUT_S = 300
+
+
+def _capped() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ENGINE_ADDRESS_SPACE, ENGINE_ADDRESS_SPACE))
+
+
 def _engine(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
@@ -37,7 +49,8 @@ def _engine(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
-        timeout=300,
+        timeout=ENGINE_TIMEOUT_S,
+        preexec_fn=None if sys.platform == "win32" else _capped,
     )
 
 

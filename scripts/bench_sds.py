@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -231,7 +232,9 @@ def score(rows: list[dict], name: str) -> tuple[float, float]:
     return float(np.mean([o["ok"] for o in mine])), -float(np.mean([o["jitter_px"] for o in mine]))
 
 
+@functools.cache
 def sketch_hash(path: str) -> str:
+    """The content hash of a sketch, read once per path (a sketch has 18 tasks, a log hundreds of rows)."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 

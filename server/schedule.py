@@ -217,13 +217,13 @@ class Optimization:
         """Stages `group` in lockstep from `first_step` (restored from `checkpoint` when resuming)."""
         stages = [self.stages[index] for index in group]
         steps = self.spec.steps
-        label = " + ".join(stage.name for stage in stages)
+        label = self._label(group)
         self.emit("stage", stage=label, index=group[0], count=len(self.stages))
         animated = {name for stage in stages for name in stage.animated}
         for name, motion in self.motions.items():
             motion.local.requires_grad_(name in animated)
             motion.global_motion.requires_grad_(name in animated and stages[0].train_global)
-        runs = [_StageRun(stage, self._optimizers(stage), steps) for stage in stages]
+        runs = [_StageRun(self._optimizers(stage), steps) for stage in stages]
         for index, stage, run in zip(group, stages, runs, strict=True):
             run.generator.manual_seed(derived_seed(self.spec.seed, _STAGE_SEED, self._stage_key(stage)))
             if checkpoint is not None:
@@ -333,15 +333,17 @@ class Optimization:
             finished,
             {name: self.motions[name].state_dict() for name in animated},
         )
-        label = " + ".join(self.stages[index].name for index in group)
-        self.emit("checkpoint", stage=label, step=step, path=str(path))
+        self.emit("checkpoint", stage=self._label(group), step=step, path=str(path))
+
+    def _label(self, group: list[int]) -> str:
+        """The name progress events give stages that run together: theirs, joined by ' + '."""
+        return " + ".join(self.stages[index].name for index in group)
 
 
 class _StageRun:
     """What one stage trains with: its optimizers (one per pass), their learning-rate schedules, its generator."""
 
-    def __init__(self, stage: Stage, optimizers: dict[str, torch.optim.Optimizer], steps: int) -> None:
-        self.stage = stage
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], steps: int) -> None:
         self.optimizers = optimizers
         self.schedulers = {
             kind: torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(steps))

@@ -318,8 +318,8 @@ class ModelScopePrior(Prior):
     ) -> torch.Tensor:
         """Live-Sketch's SDS (see `server.sds`), each video on one random view of its own, the batch through one
         VAE call and one UNet call."""
-        assert all(isinstance(c, torch.Tensor) for c in conditions), "condition() gives the text embeddings"
         embeddings = [c for c in conditions if isinstance(c, torch.Tensor)]
+        assert len(embeddings) == len(conditions), "condition() of this prior gives the text embeddings"
         views = [augment(video, generator) for video, generator in zip(videos, generators, strict=True)]
         latents = self.encode(views, generators)
         both = torch.cat([*(e[:1] for e in embeddings), *(e[1:] for e in embeddings)])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, protocol
 from .errors import UserError
+from .memory import MEMORY_MODES
 from .progress import ProgressReporter
 from .protocol import JobSpec, ObjectSpec
 
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="may local offsets carry rigid motion",
     )
     animate.add_argument("--joint-global", action="store_true", help="the joint stage trains global motion too")
+    animate.add_argument(
+        "--shared-pass",
+        action="store_true",
+        help="fast option: one render, encoding and model call per step serve the local and the global pass "
+        "(docs/job-format.md says what it changes)",
+    )
     animate.add_argument("--resume", action="store_true", help="continue the interrupted job in --out")
     _add_run_options(animate)
 
@@ -126,9 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def _object_batch(text: str) -> int | None:
+    if text == "auto":
+        return None
     if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a whole number from 1")
     return int(text)
 
 
@@ -136,11 +145,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """How this engine runs a job, not part of the job: a job resumes under other values of them."""
     parser.add_argument(
         "--object-batch",
-        type=_positive_int,
-        default=1,
+        type=_object_batch,
+        default=None,
         metavar="N",
         help="run up to N objects' own stages together, in one batch through the model: the same result to float "
-        "rounding, faster where the GPU has room, N times the memory of one",
+        "rounding, faster where the GPU has room, N times the memory of one (default: auto, as many as the free "
+        "GPU memory holds; one off a GPU)",
+    )
+    parser.add_argument(
+        "--memory",
+        choices=MEMORY_MODES,
+        default="auto",
+        help="low: fit a GPU of 8 GB (text encoder on the CPU, the model's calls split up), slower; auto: low only "
+        "when the free GPU memory is too little for the standard mode",
     )
     parser.add_argument(
         "--progress",
@@ -234,6 +251,7 @@ def _spec_from_flags(args: argparse.Namespace) -> JobSpec:
         head_gains=gains,
         local_affine=args.local_affine,
         joint_global=args.joint_global,
+        shared_pass=args.shared_pass,
     )
     spec.validate()
     if not spec.moving_objects():
@@ -404,7 +422,8 @@ def _optimize(
 ) -> Path | None:
     """Load everything, run the stages, write the outputs; None when stopped by a signal."""
     from .cpu_estimate import is_full_modelscope
-    from .devices import resolve_device
+    from .devices import free_gpu_bytes, resolve_device
+    from .memory import plan_memory
     from .priors import load_prior
     from .schedule import Cancelled, Optimization, plan_stages
     from .sketch import load_svg
@@ -429,9 +448,17 @@ def _optimize(
 
         spec.model = str(resolve_model(spec.model, on_download=lambda **fields: reporter.event("download", **fields)))
     prior = load_prior(spec, sketch, device)
+    video_pixels = spec.frames * spec.size**2
+    memory = plan_memory(
+        args.memory, args.object_batch, free_gpu_bytes(device), video_pixels, len(spec.moving_objects())
+    )
+    prior.use_memory_plan(memory)
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
+    folder.log(f"memory: {memory.reason}")
+    reporter.event("memory", mode=memory.mode, object_batch=memory.object_batch,
+                   vae_checkpointing=memory.vae_checkpointing, reason=memory.reason)  # fmt: skip
 
     def emit(name: str, **fields: Any) -> None:
         """The schedule's events, and after each checkpoint a picture of the animation so far."""
@@ -441,7 +468,7 @@ def _optimize(
             reporter.event("preview", stage=fields["stage"], step=fields["step"], path=str(preview))
 
     optimization = Optimization(
-        spec, sketch, prior, device, folder.checkpoints, emit, should_stop, object_batch=args.object_batch
+        spec, sketch, prior, device, folder.checkpoints, emit, should_stop, object_batch=memory.object_batch
     )
     try:
         animation = optimization.run(resume=args.resume)

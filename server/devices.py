@@ -46,3 +46,18 @@ def model_dtype(device: torch.device) -> torch.dtype:
     on a Mac, and a Mac's unified memory holds the 1.7 B model in fp32 (about 7 GB). The CPU has no fast fp16.
     """
     return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def free_gpu_bytes(device: torch.device) -> int | None:
+    """GPU memory this process can still take (None off CUDA): what the driver has free and what torch holds
+    unused, within any cap set by `torch.cuda.set_per_process_memory_fraction`."""
+    if device.type != "cuda":
+        return None
+    index = torch.cuda.current_device() if device.index is None else device.index
+    free, total = torch.cuda.mem_get_info(index)
+    allocated = torch.cuda.memory_allocated(index)
+    room = free + torch.cuda.memory_reserved(index) - allocated
+    cap = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch 2.9 and later
+    if cap is not None:
+        room = min(room, int(cap(index) * total) - allocated)
+    return max(room, 0)

@@ -94,6 +94,7 @@ class JobSpec:
     head_gains: dict[str, float] = field(default_factory=lambda: dict(HEAD_GAINS))
     local_affine: str = "remove"
     joint_global: bool = False
+    shared_pass: bool = False
     version: int = PROTOCOL_VERSION
 
     def validate(self) -> None:
@@ -215,7 +216,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "sketch": str, "prompt": str, "objects": list, "frames": int, "steps": int, "size": int, "seed": int,
     "prior": str, "model": str, "target_plan": (str, type(None)), "device": str, "guidance_local": float,
     "guidance_global": float, "checkpoint_every": int, "schedule": str, "head_gains": dict,
-    "local_affine": str, "joint_global": bool, "version": int,
+    "local_affine": str, "joint_global": bool, "shared_pass": bool, "version": int,
 }  # fmt: skip
 
 

@@ -254,6 +254,8 @@ class Optimization:
         Every gradient is cleared before each pass, so no pass ever steps on another pass's gradient. Returns the
         local pass's mean loss, the one progress reports.
         """
+        if self.spec.shared_pass and len(passes) > 1:
+            return self._shared_step(stages, runs, passes, conditions)
         losses = []
         for kind, guidance in passes:
             for motion in self.motions.values():
@@ -261,15 +263,45 @@ class Optimization:
             videos = [self._render_stage(stage) for stage in stages]
             scores = self.prior.losses(videos, conditions, guidance, [run.generator for run in runs])
             scores.sum().backward()  # each stage's networks get the gradient of its own loss only
-            for stage, run in zip(stages, runs, strict=True):
+            self._step_optimizers(stages, runs, [kind])
+            losses.append(float(scores.detach().mean()))
+        return losses[0]
+
+    def _shared_step(
+        self, stages: list[Stage], runs: list[_StageRun], passes: list[tuple[str, float]], conditions: list[object]
+    ) -> float:
+        """The shared pass (`spec.shared_pass`): one render and one score at every pass's guidance; each pass's
+        networks get the gradient of their own guidance's loss, then every optimizer steps. Unlike `_step`, the
+        global pass sees the video from before the local step."""
+        for motion in self.motions.values():
+            motion.zero_grad(set_to_none=True)
+        videos = [self._render_stage(stage) for stage in stages]
+        scores = self.prior.guided_losses(
+            videos, conditions, [guidance for _, guidance in passes], [run.generator for run in runs]
+        )
+        for index, (kind, _) in enumerate(passes):
+            params = [p for run in runs for group in run.optimizers[kind].param_groups for p in group["params"]]
+            last = index == len(passes) - 1
+            for param, grad in zip(
+                params,
+                torch.autograd.grad(scores[index].sum(), params, retain_graph=not last, allow_unused=True),
+                strict=True,
+            ):
+                param.grad = grad
+        self._step_optimizers(stages, runs, [kind for kind, _ in passes])
+        return float(scores[0].detach().mean())
+
+    def _step_optimizers(self, stages: list[Stage], runs: list[_StageRun], kinds: list[str]) -> None:
+        """Each stage's optimizers of `kinds` step on their gradients, unless one is not finite (an fp16 overflow in
+        the VAE's backward): then that step is lost and reported, and the networks are never corrupted."""
+        for stage, run in zip(stages, runs, strict=True):
+            for kind in kinds:
                 if _finite_gradients(run.optimizers[kind]):
                     run.optimizers[kind].step()
-                else:  # an fp16 overflow in the VAE's backward: one lost step, never corrupted networks
+                else:
                     self.skipped_steps += 1
                     self.emit("warning", message=f"step skipped in stage {stage.name}: non-finite gradient "
                               f"({self.skipped_steps} so far)")  # fmt: skip
-            losses.append(float(scores.detach().mean()))
-        return losses[0]
 
     def _stage_key(self, stage: Stage) -> int:
         """Object stages are keyed by the object's index in the spec, the joint stage by the object count."""

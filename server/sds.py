@@ -7,7 +7,7 @@ likely under the prompt. It is injected as a gradient, never back-propagated thr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -34,11 +34,12 @@ def sds_losses(
     latents: torch.Tensor,
     predict_noise: NoisePredictor,
     scheduler: NoiseSchedule,
-    guidance: float,
+    guidances: Sequence[float],
     generators: list[torch.Generator],
 ) -> torch.Tensor:
-    """Per video of the batch, a scalar whose gradient w.r.t. its latents is the SDS gradient
-    (1 - alpha_bar_t) (eps_hat - eps); shape (B,) for latents (B, C, F, h, w).
+    """Per guidance strength and video of the batch, a scalar whose gradient w.r.t. the video's latents is the
+    SDS gradient (1 - alpha_bar_t) (eps_hat - eps) at that guidance; shape (G, B) for latents (B, C, F, h, w).
+    Every guidance shares one noised copy and one pair of noise estimates.
 
     `scheduler` is the model's noise scheduler. Video i's timestep and noise come from `generators[i]` (CPU),
     drawn as if it were alone, so a batch of independent stages gives each the draws of its own run. The value
@@ -56,8 +57,12 @@ def sds_losses(
     with torch.no_grad():
         noisy = scheduler.add_noise(latents.detach(), noise, timestep.to(latents.device))
         noise_uncond, noise_cond = predict_noise(noisy, timestep.to(latents.device))
-        guided = noise_uncond.float() + guidance * (noise_cond.float() - noise_uncond.float())
-        gradient = torch.nan_to_num(weight * (guided - noise.float()), nan=0.0, posinf=0.0, neginf=0.0)
+        uncond, difference = noise_uncond.float(), noise_cond.float() - noise_uncond.float()
+        gradients = [
+            torch.nan_to_num(weight * (uncond + guidance * difference - noise.float()), nan=0.0, posinf=0.0, neginf=0.0)
+            for guidance in guidances
+        ]
     # d/dz 0.5 * |z - (z - g)|^2 = g: the gradient reaches the latents exactly, the value reports |g|^2 / 2.
-    target = latents.detach().float() - gradient
-    return 0.5 * (latents.float() - target).pow(2).flatten(1).sum(1)
+    return torch.stack(
+        [0.5 * (latents.float() - (latents.detach().float() - g)).pow(2).flatten(1).sum(1) for g in gradients]
+    )

@@ -115,6 +115,22 @@ def test_command_line_runs_end_to_end_with_json_progress(tmp_path: Path) -> None
     _assert_complete_job(out, frames=4)
 
 
+def test_the_memory_mode_and_the_shared_pass_are_reported_and_kept_in_the_job(tmp_path: Path) -> None:
+    """`--memory low` is said in the progress events and the log; `--shared-pass` changes the method, so the job
+    spec keeps it (a resumed job goes on the same way)."""
+    out = tmp_path / "job"
+    done = _engine(*_cat11(out), *SMALL, "--progress", "json", "--memory", "low", "--shared-pass")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    memory = [event for event in events if event["event"] == "memory"]
+    assert len(memory) == 1 and memory[0]["mode"] == "low" and memory[0]["object_batch"] == 1
+    assert "low-memory mode" in (out / "log.txt").read_text()
+    assert json.loads((out / "job.json").read_text())["shared_pass"] is True
+    _assert_complete_job(out, frames=4)
+    refused = _engine(*_cat11(tmp_path / "other"), *SMALL, "--object-batch", "some")
+    assert refused.returncode == protocol.EXIT_BAD_INPUT and "--object-batch" in refused.stderr
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -71,3 +71,29 @@ def test_mps_is_a_device_of_the_command_line_and_refused_here_in_one_line(
     assert main(argv) == protocol.EXIT_BAD_INPUT
     error = capsys.readouterr().err
     assert "device 'mps' was asked for" in error and "Traceback" not in error
+
+
+def test_the_free_gpu_memory_counts_torchs_unused_cache_and_stays_within_a_memory_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the memory plan is given: the driver's free bytes plus what torch holds unused, never more than a cap
+    set with `torch.cuda.set_per_process_memory_fraction` allows (as when checking the low-memory mode on a large
+    card). torch's memory queries want a device index, as the real ones do for a bare "cuda"."""
+    gib = 2**30
+
+    def by_index(value):
+        def query(index):
+            assert isinstance(index, int), f"needs a device index, got {index!r}"
+            return value
+
+        return query
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", by_index((100 * gib, 140 * gib)))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", by_index(4 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", by_index(6 * gib))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", by_index(1.0), raising=False)
+    assert devices.free_gpu_bytes(torch.device("cuda")) == 102 * gib
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", by_index(7 / 140), raising=False)
+    assert devices.free_gpu_bytes(torch.device("cuda")) == 3 * gib
+    assert devices.free_gpu_bytes(torch.device("cpu")) is None

@@ -454,3 +454,23 @@ def test_a_job_stopped_by_the_previous_engine_version_resumes_to_the_same_result
         torch.save({**state, **own, "format": 2}, path)
     _, resumed = _run(spec, tmp_path / "stopped", resume=True)
     assert _same(resumed, whole)
+
+
+def test_the_shared_pass_scores_one_render_per_step_for_both_passes_and_trains_both(tmp_path: Path) -> None:
+    """The fast option `shared_pass`: one UNet call a step instead of two in the objects' own stages, and both the
+    local and the global networks still learn, each from its own guidance."""
+    unet_calls = {}
+    for shared in (False, True):
+        spec = _spec(prior="toy", frames=4, steps=3, size=64, shared_pass=shared, schedule="joint")
+        sketch = load_svg(SKETCH / "sketch.svg")
+        prior = load_prior(spec, sketch, CPU)
+        calls: list[int] = []
+        prior.unet.register_forward_pre_hook(lambda _module, inputs, calls=calls: calls.append(len(inputs[0])))
+        optimization = Optimization(
+            spec, sketch, prior, CPU, tmp_path / str(shared), lambda *a, **k: None, lambda: False
+        )
+        before = _parameters(optimization)
+        optimization.run(resume=False)
+        assert _changed(before, _parameters(optimization)) == set(before)  # every object's local and global
+        unet_calls[shared] = calls
+    assert len(unet_calls[False]) == 6 and len(unet_calls[True]) == 3  # 3 steps: two passes, or one shared

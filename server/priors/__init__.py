@@ -16,8 +16,13 @@ import torch
 from ..errors import UserError
 
 if TYPE_CHECKING:
+    from ..memory import MemoryPlan
     from ..protocol import JobSpec
     from ..sketch import Sketch
+
+
+Generators = list[torch.Generator]
+"""One random generator (CPU) per video of a batch: each stage's draws are its own."""
 
 
 class Prior(abc.ABC):
@@ -36,6 +41,9 @@ class Prior(abc.ABC):
         Every random draw comes from `generator` (CPU), so a run can be reproduced and resumed.
         """
 
+    def use_memory_plan(self, plan: MemoryPlan) -> None:  # noqa: B027 (a default that does nothing, on purpose)
+        """Adapt to how much GPU memory the job may use (server/memory.py); a prior with nothing to trade ignores it."""
+
     def losses(
         self, videos: list[torch.Tensor], conditions: list[object], guidance: float, generators: list[torch.Generator]
     ) -> torch.Tensor:
@@ -45,6 +53,20 @@ class Prior(abc.ABC):
         return torch.stack(
             [self.loss(v, c, guidance, g) for v, c, g in zip(videos, conditions, generators, strict=True)]
         )
+
+    def guided_losses(
+        self, videos: list[torch.Tensor], conditions: list[object], guidances: Sequence[float], generators: Generators
+    ) -> torch.Tensor:
+        """`losses` at several guidance strengths from the same random draws, shape (G, B): the shared pass's
+        scores (one render serving the local and the global pass). A prior that can share the work overrides
+        this; here each strength replays the draws."""
+        states = [generator.get_state() for generator in generators]
+        scores = []
+        for guidance in guidances:
+            for generator, state in zip(generators, states, strict=True):
+                generator.set_state(state)
+            scores.append(self.losses(videos, conditions, guidance, generators))
+        return torch.stack(scores)
 
 
 def load_prior(spec: JobSpec, sketch: Sketch, device: torch.device) -> Prior:

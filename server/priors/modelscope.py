@@ -27,6 +27,7 @@ from huggingface_hub.errors import (
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
 )
+from torch.utils.checkpoint import checkpoint
 from transformers import CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
@@ -34,16 +35,16 @@ from ..augment import augment
 from ..devices import model_dtype
 from ..download_progress import event_bar
 from ..errors import UserError
+from ..memory import MemoryPlan
 from ..protocol import DEFAULT_MODEL
 from ..sds import sds_losses
-from . import Prior
+from . import Generators, Prior
 
 DEFAULT_MODEL_LICENCE = "CC-BY-NC-4.0"
 FP16_VARIANT = "fp16"
-# Below this much GPU memory the VAE encoder recomputes its activations in the backward pass instead of keeping
-# them. Measured at 24 frames of 256 px on an H100: one SDS pass peaks at 13.4 GiB in 167 ms without, 9.6 GiB in
-# 216 ms with.
-CHECKPOINT_BELOW_BYTES = 20 * 2**30
+# In the low-memory mode the VAE encoder takes this many frames at a time, each chunk recomputed in the backward
+# pass, so that only one chunk's activations are ever held.
+LOW_MEMORY_FRAMES = 8
 
 # What each component's subfolder must hold; a tokenizer saved by transformers 5 keeps only tokenizer.json.
 _COMPONENT_FILES = {
@@ -233,7 +234,10 @@ def resolve_model(model: str, on_download: Callable[..., None] | None = None) ->
 
 
 class ModelScopePrior(Prior):
-    """SDS from a frozen ModelScope-layout text-to-video model (the real one, or a tiny random one for tests)."""
+    """SDS from a frozen ModelScope-layout text-to-video model (the real one, or a tiny random one for tests).
+
+    SDS never decodes, so the VAE's decoder stays in main memory; `use_memory_plan` says how the rest uses the GPU.
+    """
 
     def __init__(self, components: ModelScopeComponents, device: torch.device, name: str = "modelscope") -> None:
         self.name = name
@@ -242,16 +246,31 @@ class ModelScopePrior(Prior):
         for model in (components.unet, components.vae, components.text_encoder):
             model.requires_grad_(False)
             model.eval()
-            model.to(device)
+        for model in (components.unet, components.text_encoder, components.vae.encoder, components.vae.quant_conv):
+            if model is not None:  # a VAE without quant_conv has None
+                model.to(device)
         self.unet = components.unet
         self.vae = components.vae
         self.text_encoder = components.text_encoder
         self.tokenizer = components.tokenizer
         self.scheduler = components.scheduler
         self.latent_scale = float(components.vae.config.scaling_factor)
-        if device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory < CHECKPOINT_BELOW_BYTES:
-            self.vae.enable_gradient_checkpointing()
+        self.low_memory = False
         self._embeddings: dict[str, torch.Tensor] = {}
+
+    def use_memory_plan(self, plan: MemoryPlan) -> None:
+        """Keep the VAE encoder's activations or recompute them; in the low-memory mode also embed prompts on the
+        CPU (the text encoder leaves the GPU), call the UNet once per guidance half and encode a few frames at a
+        time."""
+        if plan.vae_checkpointing:
+            self.vae.enable_gradient_checkpointing()
+        else:
+            self.vae.disable_gradient_checkpointing()
+        self.low_memory = plan.mode == "low"
+        if self.low_memory and self.device.type != "cpu":
+            self.text_encoder.to("cpu", torch.float32)  # fp16 matrix products are slow or missing on CPUs
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     @classmethod
     def load(cls, model: str, device: torch.device, size: int, name: str = "modelscope") -> ModelScopePrior:
@@ -283,7 +302,8 @@ class ModelScopePrior(Prior):
                 return_tensors="pt",
             )
             with torch.no_grad():
-                self._embeddings[text] = self.text_encoder(tokens.input_ids.to(self.device))[0]
+                embedding = self.text_encoder(tokens.input_ids.to(self.text_encoder.device))[0]
+            self._embeddings[text] = embedding.to(self.device, self.dtype)
         return self._embeddings[text]
 
     def condition(self, prompt: str, objects: Sequence[str]) -> torch.Tensor:
@@ -293,9 +313,14 @@ class ModelScopePrior(Prior):
     def _predict_noise(
         self, embeddings: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both noise estimates of every video in one UNet call; `embeddings` (2B, ...) are B unconditional
-        then B conditional ones."""
-        batch = torch.cat([noisy, noisy]).to(self.dtype)
+        """Both noise estimates of every video, in one UNet call (two in the low-memory mode); `embeddings` (2B, ...)
+        are B unconditional then B conditional ones."""
+        noisy = noisy.to(self.dtype)
+        if self.low_memory:
+            uncond_embeddings, cond_embeddings = embeddings.chunk(2)
+            uncond = self.unet(noisy, timesteps, encoder_hidden_states=uncond_embeddings).sample
+            return uncond, self.unet(noisy, timesteps, encoder_hidden_states=cond_embeddings).sample
+        batch = torch.cat([noisy, noisy])
         noise = self.unet(batch, torch.cat([timesteps, timesteps]), encoder_hidden_states=embeddings).sample
         uncond, cond = noise.chunk(2)
         return uncond, cond
@@ -303,12 +328,22 @@ class ModelScopePrior(Prior):
     def encode(self, videos: list[torch.Tensor], generators: list[torch.Generator]) -> torch.Tensor:
         """Scaled VAE latents (B, C, F, h, w) of videos (F, 3, H, W) in [0, 1], in one VAE call, differentiable
         in the videos; video i's posterior sample is drawn from `generators[i]`."""
-        frames = torch.cat(videos).to(self.device, self.dtype)
-        posterior = self.vae.encode(frames * 2.0 - 1.0).latent_dist
-        per_video = posterior.mean.shape[0] // len(videos)
-        draws = [torch.randn((per_video, *posterior.mean.shape[1:]), generator=g) for g in generators]
-        latents = (posterior.mean + posterior.std * torch.cat(draws).to(self.device, self.dtype)) * self.latent_scale
+        frames = torch.cat(videos).to(self.device, self.dtype) * 2.0 - 1.0
+        if self.low_memory:
+            chunks = [
+                checkpoint(self._posterior, chunk, use_reentrant=False) for chunk in frames.split(LOW_MEMORY_FRAMES)
+            ]
+            mean, std = (torch.cat(parts) for parts in zip(*chunks, strict=True))
+        else:
+            mean, std = self._posterior(frames)
+        per_video = mean.shape[0] // len(videos)
+        draws = [torch.randn((per_video, *mean.shape[1:]), generator=g) for g in generators]
+        latents = (mean + std * torch.cat(draws).to(self.device, self.dtype)) * self.latent_scale
         return latents.view(len(videos), per_video, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def _posterior(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(frames).latent_dist
+        return posterior.mean, posterior.std
 
     def loss(self, video: torch.Tensor, condition: object, guidance: float, generator: torch.Generator) -> torch.Tensor:
         return self.losses([video], [condition], guidance, [generator])[0]
@@ -316,11 +351,16 @@ class ModelScopePrior(Prior):
     def losses(
         self, videos: list[torch.Tensor], conditions: list[object], guidance: float, generators: list[torch.Generator]
     ) -> torch.Tensor:
+        return self.guided_losses(videos, conditions, [guidance], generators)[0]
+
+    def guided_losses(
+        self, videos: list[torch.Tensor], conditions: list[object], guidances: Sequence[float], generators: Generators
+    ) -> torch.Tensor:
         """Live-Sketch's SDS (see `server.sds`), each video on one random view of its own, the batch through one
-        VAE call and one UNet call."""
+        VAE call and one UNet call whatever the number of guidance strengths."""
         embeddings = [c for c in conditions if isinstance(c, torch.Tensor)]
         assert len(embeddings) == len(conditions), "condition() of this prior gives the text embeddings"
         views = [augment(video, generator) for video, generator in zip(videos, generators, strict=True)]
         latents = self.encode(views, generators)
         both = torch.cat([*(e[:1] for e in embeddings), *(e[1:] for e in embeddings)])
-        return sds_losses(latents, partial(self._predict_noise, both), self.scheduler, guidance, generators)
+        return sds_losses(latents, partial(self._predict_noise, both), self.scheduler, guidances, generators)

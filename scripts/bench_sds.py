@@ -45,6 +45,8 @@ SETTINGS = {
     "gains 30/3/3/3, local affine kept": ["--head-gain", "translation=30", "--head-gain", "rotation=3",
                                           "--head-gain", "shear=3", "--head-gain", "scale=3", "--local-affine", "keep"],
 }  # fmt: skip
+# Fast options measured against the default on the held-out sketches (--compare), not candidates for tuning.
+FAST_OPTIONS = {"default + shared pass": [*SETTINGS["gains 600/10/10/20, local affine removed"], "--shared-pass"]}
 REFERENCE = "Live-Sketch reference"
 TRANSLATIONS = ("moves left", "moves right", "moves up", "moves down")
 CANVAS = 256.0  # px, the side of the procedural sketches
@@ -177,8 +179,9 @@ def _reference(task: dict) -> dict[str, np.ndarray]:
 def one_object_tasks(sketches: list[Path], settings: list[str], device: str, steps: int) -> list[dict]:
     from server.priors.toy import MOTIONS, caption
 
+    flags = {**SETTINGS, **FAST_OPTIONS}
     return [
-        {"part": "", "sketch": str(path), "setting": name, "flags": [*SETTINGS.get(name, []), "--steps", str(steps)],
+        {"part": "", "sketch": str(path), "setting": name, "flags": [*flags.get(name, []), "--steps", str(steps)],
          "device": device, "seed": 0, "prompt": caption(("sketch", stated)), "stated": {"sketch": stated},
          "steps": steps}
         for path in sketches for stated in MOTIONS for name in settings
@@ -264,6 +267,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="iterations per stage (default: the toy model's own)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="append every run's measurements here, one JSON line each")
+    parser.add_argument(
+        "--compare", action="append", default=[], choices=FAST_OPTIONS, help="a fast option to evaluate as well"
+    )
     args = parser.parse_args()
     from server.protocol import toy_settings
 
@@ -309,7 +315,7 @@ def main() -> int:
             print(f"chosen: {best}\n", flush=True)
         if args.eval:
             sketches = sorted(args.eval.glob("*.svg"))
-            compared = list(dict.fromkeys([best, REFERENCE, names[0]]))
+            compared = list(dict.fromkeys([best, REFERENCE, names[0], *args.compare]))
             held_out = run_all("evaluation", one_object_tasks(sketches, compared, args.device, steps))
             print(f"## Evaluation: {len(sketches)} held-out sketches\n\n{table(held_out, compared)}\n", flush=True)
         scenes = []

@@ -1,11 +1,12 @@
 """A job's checkpoints: what a stage has trained so far, so that a stopped job resumes exactly where it was.
 
 Each stage leaves `stage-<i>.pt` when it ends, and `latest.pt` holds the newest point inside a stage (or inside
-per-object stages run together, all at the same step). A checkpoint holds only the networks its stages train,
-with their optimizers, learning-rate schedules and generators; the other networks are in earlier stages' files
-or still as their seed made them, so a job's checkpoints grow with its objects, not with their square. Every
-checkpoint carries the identity of its job (format, stages, frames, steps): one of another job is refused rather
-than resumed into this one.
+per-object stages run together, all at the same step); with stages spread over several GPUs, each further one
+keeps its own (`latest-<n>.pt`), and stages may finish in any order. A checkpoint holds only the networks its
+stages train, with their optimizers, learning-rate schedules and generators; the other networks are in other
+stages' files or still as their seed made them, so a job's checkpoints grow with its objects, not with their
+square. Every checkpoint carries the identity of its job (format, stages, frames, steps): one of another job is
+refused rather than resumed into this one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def identity(stages: list[str], frames: int, steps: int) -> dict[str, Any]:
 
 def stage_file(stage: int) -> str:
     return f"stage-{stage}.pt"
+
+
+def latest_file(lane: int) -> str:
+    """The mid-stage checkpoint of the `lane`-th device a job's stages are spread over (0: the job's own)."""
+    return LATEST if lane == 0 else f"latest-{lane}.pt"
 
 
 def save(
@@ -71,7 +77,9 @@ def _upgrade(state: dict[str, Any]) -> dict[str, Any]:
 def load_all(folder: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
     """Every checkpoint in `folder` (each stage's last, and the latest mid-stage one); UserError for one that
     cannot be read safely, or that belongs to another job."""
-    paths = [path for path in [*sorted(folder.glob("stage-*.pt")), folder / LATEST] if path.is_file()]
+    paths = [
+        path for path in [*sorted(folder.glob("stage-*.pt")), *sorted(folder.glob("latest*.pt"))] if path.is_file()
+    ]
     if paths and _torch_release() < SAFE_LOAD_TORCH:
         raise UserError(
             f"torch {torch.__version__} can be made to run code by a crafted checkpoint (CVE-2025-32434): "
@@ -106,8 +114,21 @@ def resume_position(state: dict[str, Any]) -> tuple[int, int]:
     return state["stage"], state["step"]
 
 
-def newest(checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return max(checkpoints, key=resume_position, default=None)
+def finished_stages(checkpoints: list[dict[str, Any]]) -> set[int]:
+    """The stages that ran to their end: with stages spread over several devices, not always the first ones."""
+    return {state["stage"] for state in checkpoints if state["finished"]}
+
+
+def unfinished(checkpoints: list[dict[str, Any]], finished: set[int]) -> list[dict[str, Any]]:
+    """The mid-stage checkpoints to resume from: of stages none of which has finished, the furthest for each
+    stage (a job resumed on other devices may have left an older one beside it)."""
+    chosen: list[dict[str, Any]] = []
+    taken: set[int] = set(finished)
+    for state in sorted((s for s in checkpoints if not s["finished"]), key=lambda s: -s["step"]):
+        if not taken & set(stages_of(state)):
+            chosen.append(state)
+            taken |= set(stages_of(state))
+    return chosen
 
 
 def networks(checkpoints: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -153,6 +153,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "GPU memory holds; one off a GPU)",
     )
     parser.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="devices to spread the objects' own stages over, e.g. cuda:0,cuda:1; the first also runs the joint "
+        "stage (default: every visible GPU when the job runs on CUDA)",
+    )
+    parser.add_argument(
         "--memory",
         choices=MEMORY_MODES,
         default="auto",
@@ -421,8 +427,10 @@ def _optimize(
     folder: Any, spec: JobSpec, args: argparse.Namespace, reporter: ProgressReporter, should_stop: _StopRequest
 ) -> Path | None:
     """Load everything, run the stages, write the outputs; None when stopped by a signal."""
+    import torch
+
     from .cpu_estimate import is_full_modelscope
-    from .devices import free_gpu_bytes, resolve_device
+    from .devices import free_gpu_bytes, lane_devices, resolve_device
     from .memory import plan_memory
     from .priors import load_prior
     from .schedule import Cancelled, Optimization, plan_stages
@@ -437,8 +445,6 @@ def _optimize(
     device = resolve_device(spec.device)
     stages = plan_stages(spec, len(sketch.strokes))
     if device.type == "cpu" and spec.prior in SMALL_PRIORS and "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
         torch.set_num_threads(1)
     spec.model = folder.resolve_model(spec.model)
     if device.type == "cpu" and spec.prior == "modelscope" and is_full_modelscope(spec.model):
@@ -447,18 +453,25 @@ def _optimize(
         from .priors.modelscope import resolve_model
 
         spec.model = str(resolve_model(spec.model, on_download=lambda **fields: reporter.event("download", **fields)))
-    prior = load_prior(spec, sketch, device)
-    video_pixels = spec.frames * spec.size**2
-    memory = plan_memory(
-        args.memory, args.object_batch, free_gpu_bytes(device), video_pixels, len(spec.moving_objects())
-    )
-    prior.use_memory_plan(memory)
+    lanes = lane_devices(args.devices, device, torch.cuda.device_count() if device.type == "cuda" else 0)
+    device = lanes[0]
+    priors, plans = [], []
+    for lane in lanes:  # each device its own copy of the model, and a plan for its own free memory
+        priors.append(load_prior(spec, sketch, lane))
+        moving = len(spec.moving_objects())
+        plans.append(
+            plan_memory(args.memory, args.object_batch, free_gpu_bytes(lane), spec.frames * spec.size**2, moving)
+        )
+        priors[-1].use_memory_plan(plans[-1])
+    prior, memory = priors[0], plans[0]
     if spec.prior == "modelscope":
         folder.log(f"model {spec.model}: ModelScope's weights are licensed CC-BY-NC-4.0, non-commercial use only")
     reporter.event("start", stages=[stage.name for stage in stages], steps=spec.steps, device=str(device))
-    folder.log(f"memory: {memory.reason}")
+    for lane, plan in zip(lanes, plans, strict=True):
+        folder.log(f"memory on {lane}: {plan.reason}")
     reporter.event("memory", mode=memory.mode, object_batch=memory.object_batch,
-                   vae_checkpointing=memory.vae_checkpointing, reason=memory.reason)  # fmt: skip
+                   vae_checkpointing=memory.vae_checkpointing, reason=memory.reason,
+                   devices=[str(lane) for lane in lanes])  # fmt: skip
 
     def emit(name: str, **fields: Any) -> None:
         """The schedule's events, and after each checkpoint a picture of the animation so far."""
@@ -468,8 +481,9 @@ def _optimize(
             reporter.event("preview", stage=fields["stage"], step=fields["step"], path=str(preview))
 
     optimization = Optimization(
-        spec, sketch, prior, device, folder.checkpoints, emit, should_stop, object_batch=memory.object_batch
-    )
+        spec, sketch, prior, device, folder.checkpoints, emit, should_stop, object_batch=memory.object_batch,
+        more_devices=list(zip(lanes[1:], priors[1:], strict=True)),
+    )  # fmt: skip
     try:
         animation = optimization.run(resume=args.resume)
     except Cancelled:

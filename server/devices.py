@@ -48,6 +48,29 @@ def model_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def lane_devices(requested: str | None, device: torch.device, gpu_count: int) -> list[torch.device]:
+    """The devices a job's stages spread over: `requested` (comma-separated, e.g. "cuda:0,cuda:1"), or by default
+    every visible GPU when the job runs on CUDA and more than one is there; the first runs the joint stage."""
+    if requested is None:
+        if device.type == "cuda" and gpu_count > 1:
+            return [torch.device("cuda", index) for index in range(gpu_count)]
+        return [device]
+    chosen = []
+    for name in (part.strip() for part in requested.split(",") if part.strip()):
+        try:
+            lane = torch.device(name)
+        except RuntimeError:
+            raise UserError(f"--devices: {name!r} is not a device (e.g. cuda:0,cuda:1)") from None
+        if lane.type != device.type:
+            raise UserError(f"--devices: {name} is not a {device.type} device, and the job runs on {device.type}")
+        if lane.type == "cuda" and (lane.index or 0) >= gpu_count:
+            raise UserError(f"--devices: there is no {name} ({gpu_count} GPU(s) visible)")
+        chosen.append(lane)
+    if not chosen:
+        raise UserError("--devices names no device: give e.g. cuda:0,cuda:1")
+    return chosen
+
+
 def free_gpu_bytes(device: torch.device) -> int | None:
     """GPU memory this process can still take (None off CUDA): what the driver has free and what torch holds
     unused, within any cap set by `torch.cuda.set_per_process_memory_fraction`."""

@@ -12,11 +12,15 @@ a resumed job ends exactly where an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
+import threading
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +133,22 @@ class ObjectLayout:
         return [[points[start : start + count] for start, count in stroke] for stroke in self.chains]
 
 
+@dataclass
+class _Lane:
+    """Where a series of stages runs: a device with its own prior, the sketch's tensors there, and the networks of
+    the objects it trains. The first lane is the job's own device and holds every network; the others (one per
+    further GPU) each run their share of the objects' own stages side by side, in a thread of their own."""
+
+    device: torch.device
+    prior: Prior
+    layouts: dict[str, ObjectLayout]
+    offset: torch.Tensor
+    still_segments: torch.Tensor
+    still_widths: torch.Tensor
+    latest: str  # the file of its mid-stage checkpoint
+    motions: dict[str, ObjectMotion] = field(default_factory=dict)
+
+
 class Optimization:
     """Runs the stages of one job, with progress events, checkpoints, cancellation and exact resume."""
 
@@ -142,15 +162,19 @@ class Optimization:
         emit: Callable[..., None],
         should_stop: Callable[[], bool],
         object_batch: int = 1,
+        more_devices: Sequence[tuple[torch.device, Prior]] = (),
     ) -> None:
+        """`more_devices`: further (device, prior) pairs, where the objects' own stages are spread as well."""
         self.spec = spec
         self.object_batch = max(1, object_batch)
         self.sketch = sketch
         self.prior = prior
         self.device = torch.device(device)
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.emit = emit
+        self._emit_unlocked = emit
+        self._lock = threading.Lock()  # lanes in threads report, count and check through it
         self.should_stop = should_stop
+        self._halt = threading.Event()  # a lane failed: the others checkpoint and stop
         self.stages = plan_stages(spec, len(sketch.strokes))
         self.layouts = {obj.name: ObjectLayout(sketch, obj, self.device) for obj in spec.objects}
         self.motion_units = MOTION_CANVAS / max(sketch.width, sketch.height)  # motion units per canvas px
@@ -164,8 +188,17 @@ class Optimization:
         self.offset = torch.tensor([offset_x, offset_y], dtype=torch.float32, device=self.device)
         self.still_segments = torch.tensor(sketch.segments(still), dtype=torch.float32, device=self.device)
         self.still_widths = torch.tensor(sketch.segment_widths(still), dtype=torch.float32, device=self.device)
+        self.lanes = [_Lane(self.device, prior, self.layouts, self.offset, self.still_segments, self.still_widths,
+                            checkpoints.LATEST, self.motions)]  # fmt: skip
+        for number, (other, other_prior) in enumerate(more_devices, start=1):
+            other = torch.device(other)
+            layouts = {obj.name: ObjectLayout(sketch, obj, other) for obj in spec.objects}
+            self.lanes.append(_Lane(other, other_prior, layouts, self.offset.to(other), self.still_segments.to(other),
+                                    self.still_widths.to(other), checkpoints.latest_file(number)))  # fmt: skip
         self._run_started = 0.0
         self._steps_this_run = 0
+        self._steps_before = 0  # of stages finished before this run
+        self._steps_done: dict[tuple[int, ...], int] = {}  # per group of this run, its steps (from its stages' start)
         self.skipped_steps = 0  # passes whose gradient was not finite, this run
 
     def _new_motion(self, index: int, obj: ObjectSpec) -> ObjectMotion:
@@ -185,68 +218,114 @@ class Optimization:
 
         Up to `object_batch` per-object stages run together, step by step in one batch through the prior; each
         keeps its own networks, optimizers and random draws, so the result is that of running them one after
-        another (to float rounding).
+        another (to float rounding). With several lanes (devices) the objects' own stages are spread over them,
+        with the same result; the joint stage runs on the first.
         """
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         found = checkpoints.load_all(self.checkpoint_dir, self._identity()) if resume else []
-        checkpoint = checkpoints.newest(found)
         for name, weights in checkpoints.networks(found).items():
             self.motions[name].load_state_dict(weights)
-        first_stage, first_step = checkpoints.resume_position(checkpoint) if checkpoint else (0, 0)
+        finished = checkpoints.finished_stages(found)
+        work: list[tuple[list[int], int, dict[str, Any] | None]] = []
+        for checkpoint in checkpoints.unfinished(found, finished):  # inside the stages it was saved in, together
+            work.append((checkpoints.stages_of(checkpoint), checkpoint["step"], checkpoint))
+        covered = finished | {index for group, _, _ in work for index in group}
+        work += [(group, 0, None) for group in self._groups([i for i in range(len(self.stages)) if i not in covered])]
+        work.sort(key=lambda item: item[0][0])
         self._run_started, self._steps_this_run = time.monotonic(), 0
-        if checkpoint is not None and first_step > 0:  # inside the stages it was saved in: those first, together
-            group = checkpoints.stages_of(checkpoint)
-            self._run_group(group, first_step, checkpoint)
-            first_stage = group[-1] + 1
-        for group in self._groups(first_stage):
-            self._run_group(group, 0, None)
+        self._steps_before, self._steps_done = len(finished) * self.spec.steps, {}
+        is_joint = [self.stages[group[0]].name == JOINT_STAGE for group, _, _ in work]
+        self._run_spread([item for item, joint in zip(work, is_joint, strict=True) if not joint])
+        for item in [item for item, joint in zip(work, is_joint, strict=True) if joint]:
+            self._run_group(self.lanes[0], *item)
         return self.animation()
 
-    def _groups(self, first: int) -> list[list[int]]:
-        """The stages from `first` on, consecutive per-object stages in groups of up to `object_batch`."""
+    def _run_spread(self, work: list[tuple[list[int], int, dict[str, Any] | None]]) -> None:
+        """The objects' own stages, dealt out over the lanes in turn; each lane runs its share in order, in a
+        thread of its own when there are several. A lane that fails stops the others at a checkpoint."""
+        if len(work) < 2 or len(self.lanes) == 1:
+            self._run_share(self.lanes[0], work)  # in this thread: one device, nothing beside it
+            return
+        shares = [work[number :: len(self.lanes)] for number in range(len(self.lanes))]
+        with ThreadPoolExecutor(len(shares)) as pool:
+            running = [
+                pool.submit(self._run_share, lane, share) for lane, share in zip(self.lanes, shares, strict=True)
+            ]
+            failures = [future.exception() for future in running]
+        errors = [error for error in failures if error is not None]
+        if errors:  # the fault itself before the stops it caused
+            raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+
+    def _run_share(self, lane: _Lane, share: list[tuple[list[int], int, dict[str, Any] | None]]) -> None:
+        on_gpu = torch.cuda.device(lane.device) if lane.device.type == "cuda" else contextlib.nullcontext()
+        try:
+            with on_gpu:  # the lane's GPU is the current one in its thread, for whatever allocates on the current
+                for group, first_step, checkpoint in share:
+                    names = [name for index in group for name in self.stages[index].animated]
+                    if lane is not self.lanes[0]:  # its own copies of the networks it trains, back when done
+                        lane.motions = {name: copy.deepcopy(self.motions[name]).to(lane.device) for name in names}
+                    self._run_group(lane, group, first_step, checkpoint)
+                    if lane is not self.lanes[0]:
+                        for name in names:
+                            self.motions[name].load_state_dict(lane.motions[name].state_dict())
+        except BaseException as error:
+            if not isinstance(error, Cancelled):
+                self._halt.set()
+            raise
+
+    def _groups(self, indices: list[int]) -> list[list[int]]:
+        """Stages `indices` (in order), consecutive per-object stages in groups of up to `object_batch`, and small
+        enough that every lane gets a group."""
+        objects = sum(self.stages[index].name != JOINT_STAGE for index in indices)
+        batch = min(self.object_batch, max(1, math.ceil(objects / len(self.lanes))))
         groups: list[list[int]] = []
-        for index in range(first, len(self.stages)):
+        for index in indices:
             joins = groups and self.stages[index].name != JOINT_STAGE and self.stages[groups[-1][0]].name != JOINT_STAGE
-            if joins and len(groups[-1]) < self.object_batch:
+            if joins and len(groups[-1]) < batch:
                 groups[-1].append(index)
             else:
                 groups.append([index])
         return groups
 
-    def _run_group(self, group: list[int], first_step: int, checkpoint: dict[str, Any] | None) -> None:
-        """Stages `group` in lockstep from `first_step` (restored from `checkpoint` when resuming)."""
+    def _run_group(self, lane: _Lane, group: list[int], first_step: int, checkpoint: dict[str, Any] | None) -> None:
+        """Stages `group` in lockstep on `lane` from `first_step` (restored from `checkpoint` when resuming)."""
         stages = [self.stages[index] for index in group]
         steps = self.spec.steps
         label = self._label(group)
         self.emit("stage", stage=label, index=group[0], count=len(self.stages))
         animated = {name for stage in stages for name in stage.animated}
-        for name, motion in self.motions.items():
+        for name, motion in lane.motions.items():
             motion.local.requires_grad_(name in animated)
             motion.global_motion.requires_grad_(name in animated and stages[0].train_global)
-        runs = [_StageRun(self._optimizers(stage), steps) for stage in stages]
+        runs = [_StageRun(self._optimizers(lane, stage), steps) for stage in stages]
         for index, stage, run in zip(group, stages, runs, strict=True):
             run.generator.manual_seed(derived_seed(self.spec.seed, _STAGE_SEED, self._stage_key(stage)))
             if checkpoint is not None:
                 run.restore(checkpoints.stage_state(checkpoint, index))
-        conditions = [self.prior.condition(stage.prompt, stage.animated) for stage in stages]
+        conditions = [lane.prior.condition(stage.prompt, stage.animated) for stage in stages]
         passes = [("local", self.spec.guidance_local)]
         if stages[0].train_global:
             passes.append(("global", self.spec.guidance_global))
         for step in range(first_step, steps):
-            if self.should_stop():
-                self._save(checkpoints.LATEST, group, runs, step, False)
+            if self.should_stop() or self._halt.is_set():
+                self._save(lane, lane.latest, group, runs, step, False)
                 raise Cancelled(f"stopped in stage {label} before step {step + 1}")
-            loss = self._step(stages, runs, passes, conditions)
+            loss = self._step(lane, stages, runs, passes, conditions)
             for run in runs:
                 run.step_schedules()
             self._report_step(group, label, step + 1, loss)
             if (step + 1) % self.spec.checkpoint_every == 0 and step + 1 < steps:
-                self._save(checkpoints.LATEST, group, runs, step + 1, False)
+                self._save(lane, lane.latest, group, runs, step + 1, False)
         for index, run in zip(group, runs, strict=True):
-            self._save(checkpoints.stage_file(index), [index], [run], steps, True)
+            self._save(lane, checkpoints.stage_file(index), [index], [run], steps, True)
 
     def _step(
-        self, stages: list[Stage], runs: list[_StageRun], passes: list[tuple[str, float]], conditions: list[object]
+        self,
+        lane: _Lane,
+        stages: list[Stage],
+        runs: list[_StageRun],
+        passes: list[tuple[str, float]],
+        conditions: list[object],
     ) -> float:
         """One iteration of every stage of a group: per pass, render each, score them together at the pass's
         guidance, step each stage's optimizer of that pass only.
@@ -255,28 +334,33 @@ class Optimization:
         local pass's mean loss, the one progress reports.
         """
         if self.spec.shared_pass and len(passes) > 1:
-            return self._shared_step(stages, runs, passes, conditions)
+            return self._shared_step(lane, stages, runs, passes, conditions)
         losses = []
         for kind, guidance in passes:
-            for motion in self.motions.values():
+            for motion in lane.motions.values():
                 motion.zero_grad(set_to_none=True)
-            videos = [self._render_stage(stage) for stage in stages]
-            scores = self.prior.losses(videos, conditions, guidance, [run.generator for run in runs])
+            videos = [self._render_stage(lane, stage) for stage in stages]
+            scores = lane.prior.losses(videos, conditions, guidance, [run.generator for run in runs])
             scores.sum().backward()  # each stage's networks get the gradient of its own loss only
             self._step_optimizers(stages, runs, [kind])
             losses.append(float(scores.detach().mean()))
         return losses[0]
 
     def _shared_step(
-        self, stages: list[Stage], runs: list[_StageRun], passes: list[tuple[str, float]], conditions: list[object]
+        self,
+        lane: _Lane,
+        stages: list[Stage],
+        runs: list[_StageRun],
+        passes: list[tuple[str, float]],
+        conditions: list[object],
     ) -> float:
         """The shared pass (`spec.shared_pass`): one render and one score at every pass's guidance; each pass's
         networks get the gradient of their own guidance's loss, then every optimizer steps. Unlike `_step`, the
         global pass sees the video from before the local step."""
-        for motion in self.motions.values():
+        for motion in lane.motions.values():
             motion.zero_grad(set_to_none=True)
-        videos = [self._render_stage(stage) for stage in stages]
-        scores = self.prior.guided_losses(
+        videos = [self._render_stage(lane, stage) for stage in stages]
+        scores = lane.prior.guided_losses(
             videos, conditions, [guidance for _, guidance in passes], [run.generator for run in runs]
         )
         for index, (kind, _) in enumerate(passes):
@@ -299,21 +383,23 @@ class Optimization:
                 if _finite_gradients(run.optimizers[kind]):
                     run.optimizers[kind].step()
                 else:
-                    self.skipped_steps += 1
+                    with self._lock:
+                        self.skipped_steps += 1
+                        skipped = self.skipped_steps
                     self.emit("warning", message=f"step skipped in stage {stage.name}: non-finite gradient "
-                              f"({self.skipped_steps} so far)")  # fmt: skip
+                              f"({skipped} so far)")  # fmt: skip
 
     def _stage_key(self, stage: Stage) -> int:
         """Object stages are keyed by the object's index in the spec, the joint stage by the object count."""
         names = [obj.name for obj in self.spec.objects]
         return len(names) if stage.name == JOINT_STAGE else names.index(stage.animated[0])
 
-    def _optimizers(self, stage: Stage) -> dict[str, torch.optim.Optimizer]:
+    def _optimizers(self, lane: _Lane, stage: Stage) -> dict[str, torch.optim.Optimizer]:
         groups: dict[str, list[torch.nn.Parameter]] = {"local": [], "global": []}
         for name in stage.animated:
-            groups["local"] += list(self.motions[name].local.parameters())
+            groups["local"] += list(lane.motions[name].local.parameters())
             if stage.train_global:
-                groups["global"] += list(self.motions[name].global_motion.parameters())
+                groups["global"] += list(lane.motions[name].global_motion.parameters())
         rates = {"local": LOCAL_LR, "global": GLOBAL_LR}
         return {
             kind: torch.optim.Adam(params, lr=rates[kind], betas=ADAM_BETAS, eps=ADAM_EPS)
@@ -321,25 +407,32 @@ class Optimization:
             if params
         }
 
-    def _render_stage(self, stage: Stage) -> torch.Tensor:
+    def _render_stage(self, lane: _Lane, stage: Stage) -> torch.Tensor:
         """The stage's video (F, 3, size, size): its animated objects, plus everything else in the joint stage."""
         segments, widths = [], []
         for name in stage.animated:
-            layout = self.layouts[name]
-            segments.append(self.motions[name]().points[:, layout.segment_index] / self.motion_units)
+            layout = lane.layouts[name]
+            segments.append(lane.motions[name]().points[:, layout.segment_index] / self.motion_units)
             widths.append(layout.segment_widths)
-        if stage.name == JOINT_STAGE and len(self.still_segments):
-            segments.append(self.still_segments.expand(self.spec.frames, -1, -1, -1))
-            widths.append(self.still_widths)
-        render_segments = torch.cat(segments, dim=1) * self.scale + self.offset
+        if stage.name == JOINT_STAGE and len(lane.still_segments):
+            segments.append(lane.still_segments.expand(self.spec.frames, -1, -1, -1))
+            widths.append(lane.still_widths)
+        render_segments = torch.cat(segments, dim=1) * self.scale + lane.offset
         return render(render_segments, torch.cat(widths) * self.scale, self.spec.size)
+
+    def emit(self, name: str, **fields: Any) -> None:
+        """An event to the job's listener, one at a time whichever lane sends it."""
+        with self._lock:
+            self._emit_unlocked(name, **fields)
 
     def _report_step(self, group: list[int], label: str, step: int, loss: float) -> None:
         steps = self.spec.steps
         total = steps * len(self.stages)
-        done = group[0] * steps + step * len(group)
-        self._steps_this_run += len(group)
-        eta = (time.monotonic() - self._run_started) / self._steps_this_run * (total - done)
+        with self._lock:
+            self._steps_this_run += len(group)
+            self._steps_done[tuple(group)] = step * len(group)
+            done = self._steps_before + sum(self._steps_done.values())
+            eta = (time.monotonic() - self._run_started) / self._steps_this_run * (total - done)
         self.emit("step", stage=label, step=step, steps=steps, loss=loss, progress=done / total, eta_s=round(eta, 1))
 
     # -- results ------------------------------------------------------------------------------------------------
@@ -353,8 +446,10 @@ class Optimization:
     def _identity(self) -> dict[str, Any]:
         return checkpoints.identity([s.name for s in self.stages], self.spec.frames, self.spec.steps)
 
-    def _save(self, file_name: str, group: list[int], runs: list[_StageRun], step: int, finished: bool) -> None:
-        """A checkpoint of the networks stages `group` train (server/checkpoints.py), announced as an event."""
+    def _save(
+        self, lane: _Lane, file_name: str, group: list[int], runs: list[_StageRun], step: int, finished: bool
+    ) -> None:
+        """A checkpoint of the networks stages `group` train on `lane` (server/checkpoints.py), announced."""
         path = self.checkpoint_dir / file_name
         animated = [name for index in group for name in self.stages[index].animated]
         checkpoints.save(
@@ -363,7 +458,7 @@ class Optimization:
             {index: run.state() for index, run in zip(group, runs, strict=True)},
             step,
             finished,
-            {name: self.motions[name].state_dict() for name in animated},
+            {name: lane.motions[name].state_dict() for name in animated},
         )
         self.emit("checkpoint", stage=self._label(group), step=step, path=str(path))
 

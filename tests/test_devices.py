@@ -97,3 +97,18 @@ def test_the_free_gpu_memory_counts_torchs_unused_cache_and_stays_within_a_memor
     monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", by_index(7 / 140), raising=False)
     assert devices.free_gpu_bytes(torch.device("cuda")) == 3 * gib
     assert devices.free_gpu_bytes(torch.device("cpu")) is None
+
+
+def test_the_objects_stages_spread_over_every_visible_gpu_or_the_ones_named() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert devices.lane_devices(None, cuda, gpu_count=1) == [cuda]
+    assert devices.lane_devices(None, cuda, gpu_count=2) == [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert devices.lane_devices(None, cpu, gpu_count=0) == [cpu]
+    assert devices.lane_devices("cuda:1, cuda:0", cuda, gpu_count=2) == [
+        torch.device("cuda", 1),
+        torch.device("cuda", 0),
+    ]
+    for wrong, says in (("cuda:0,cuda:3", "there is no cuda:3 (2 GPU(s) visible)"), ("cpu", "not a cuda device"),
+                        ("gpu0", "is not a device"), (" , ", "names no device")):  # fmt: skip
+        with pytest.raises(UserError, match=says.replace("(", r"\(").replace(")", r"\)")):
+            devices.lane_devices(wrong, cuda, gpu_count=2)

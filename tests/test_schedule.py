@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -474,3 +476,55 @@ def test_the_shared_pass_scores_one_render_per_step_for_both_passes_and_trains_b
         assert _changed(before, _parameters(optimization)) == set(before)  # every object's local and global
         unet_calls[shared] = calls
     assert len(unet_calls[False]) == 6 and len(unet_calls[True]) == 3  # 3 steps: two passes, or one shared
+
+
+def _spread_run(spec: JobSpec, folder: Path, lanes: int, stop=lambda: False, resume=False, emit=None, lag=0.0):
+    """A run with the learned toy prior on `lanes` CPU lanes (each its own copy of the model), as on that many GPUs;
+    the first lane `lag` seconds slower a pass."""
+    sketch = load_svg(SKETCH / "sketch.svg")
+    first = load_prior(spec, sketch, CPU)
+    scored = first.losses
+
+    def lagging(*args):
+        time.sleep(lag)
+        return scored(*args)
+
+    first.losses = lagging  # type: ignore[method-assign]
+    more = [(CPU, load_prior(spec, sketch, CPU)) for _ in range(lanes - 1)]
+    optimization = Optimization(spec, sketch, first, CPU, folder, emit or (lambda *a, **k: None), stop,
+                                more_devices=more)  # fmt: skip
+    return optimization.run(resume=resume)
+
+
+def test_objects_stages_spread_over_two_devices_give_the_result_of_one(tmp_path: Path) -> None:
+    """Two lanes (as on two GPUs) run the three objects' own stages side by side, in threads, and the joint stage
+    after them: the same animation as one device running them all."""
+    spec = _spec(prior="toy", frames=4, steps=3, size=64)
+    one = _spread_run(spec, tmp_path / "one", lanes=1)
+    threads: dict[str, str] = {}
+
+    def emit(event: str, **fields) -> None:
+        if event == "stage":
+            threads[fields["stage"]] = threading.current_thread().name
+
+    two = _spread_run(spec, tmp_path / "two", lanes=2, emit=emit)
+    assert _largest_difference(one, two) < 1e-3
+    assert threads["object:player"] == threads["object:basketball"] != threads["object:hoop"]  # dealt in turn
+
+
+def test_a_spread_job_stopped_after_a_later_stage_finished_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """Lanes finish stages out of order: stopped when the second lane's stage (the hoop's) has ended while the
+    first is still in the player's, the job resumes on one device and still runs every stage, to the same end."""
+    spec = _spec(prior="toy", frames=4, steps=4, size=64, checkpoint_every=1)
+    whole = _spread_run(spec, tmp_path / "whole", lanes=1)
+    ended: list[str] = []
+
+    def emit(event: str, **fields) -> None:
+        if event == "checkpoint" and fields["step"] == spec.steps:
+            ended.append(fields["stage"])
+
+    with pytest.raises(Cancelled):
+        _spread_run(spec, tmp_path / "stopped", lanes=2, emit=emit, stop=lambda: "object:hoop" in ended, lag=1.0)
+    assert "object:player" not in ended  # stopped inside the first stage, after the second had ended
+    resumed = _spread_run(spec, tmp_path / "stopped", lanes=1, resume=True)
+    assert _largest_difference(whole, resumed) < 1e-3

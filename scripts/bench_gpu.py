@@ -9,7 +9,8 @@ runs each sketch's job through the engine's command line in this process with th
 - shared: the fast option `--shared-pass`, one object at a time;
 - low: `--memory auto` with the process capped at `--cap-gib` of GPU memory
   (`torch.cuda.set_per_process_memory_fraction`), so the automatic choice and the peak are those of a small card;
-  low-uncapped: `--memory low` without the cap.
+  low-uncapped: `--memory low` without the cap;
+- two-gpus: the objects' own stages spread over two GPUs (`--devices cuda:0,cuda:1`), one object at a time on each.
 
 It prints Markdown tables: per stage the seconds per step (the first step of a stage left out) and the peak
 allocated GPU memory; per job the wall time of the steps run, the time extrapolated to `--paper-steps` per
@@ -53,6 +54,7 @@ VARIANTS = {
     "shared": ("shared pass", ["--shared-pass", "--object-batch", "1"]),
     "low": ("low memory, capped", ["--memory", "auto"]),  # under the cap: the engine chooses it
     "low-uncapped": ("low memory, no cap", ["--memory", "low"]),
+    "two-gpus": ("objects' stages on two GPUs", ["--devices", "cuda:0,cuda:1", "--object-batch", "1"]),
 }
 
 

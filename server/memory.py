@@ -49,9 +49,10 @@ def plan_memory(
     usable = free_bytes * HEADROOM / video_pixels  # bytes per frame pixel
     kept = _videos_that_fit(usable, KEPT_FIRST, KEPT_MORE)
     checkpointed = _videos_that_fit(usable, CHECKPOINTED_FIRST, CHECKPOINTED_MORE)
-    free = f"{free_bytes / GIB:.1f} GiB free after loading the model"
+    threshold = CHECKPOINTED_FIRST * video_pixels / HEADROOM / GIB
+    free = f"{free_bytes / GIB:.1f} GiB free after loading the model, the standard mode needs {threshold:.1f}"
     if mode == "auto" and checkpointed < 1:
-        return MemoryPlan("low", False, 1, f"low-memory mode ({free}, less than one pass needs): one object at a time")
+        return MemoryPlan("low", False, 1, f"low-memory mode ({free}): one object at a time")
     wanted = max(1, moving_objects)
     batch = object_batch or min(wanted, max(1, kept if kept >= 1 else checkpointed))
     vae_checkpointing = kept < batch

@@ -528,3 +528,33 @@ def test_a_spread_job_stopped_after_a_later_stage_finished_resumes_to_the_same_r
     assert "object:player" not in ended  # stopped inside the first stage, after the second had ended
     resumed = _spread_run(spec, tmp_path / "stopped", lanes=1, resume=True)
     assert _largest_difference(whole, resumed) < 1e-3
+
+
+def test_when_one_device_fails_the_others_stop_at_a_checkpoint_and_the_failure_is_reported(tmp_path: Path) -> None:
+    """A fault on one GPU (say, out of memory) must not throw away what the others computed: they stop with a
+    checkpoint, and the job ends with that fault, not with a cancellation."""
+    spec = _spec(prior="toy", frames=4, steps=4, size=64)
+    sketch = load_svg(SKETCH / "sketch.svg")
+    failing = load_prior(spec, sketch, CPU)
+    scored_there, calls = failing.losses, []
+
+    def out_of_memory_at_the_third_pass(*args):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("CUDA out of memory (as a test)")
+        return scored_there(*args)
+
+    failing.losses = out_of_memory_at_the_third_pass  # type: ignore[method-assign]
+    first = load_prior(spec, sketch, CPU)
+    scored = first.losses
+
+    def lagging(*args):
+        time.sleep(0.5)
+        return scored(*args)
+
+    first.losses = lagging  # type: ignore[method-assign]
+    optimization = Optimization(spec, sketch, first, CPU, tmp_path, lambda *a, **k: None, lambda: False,
+                                more_devices=[(CPU, failing)])  # fmt: skip
+    with pytest.raises(RuntimeError, match="out of memory"):
+        optimization.run(resume=False)
+    assert (tmp_path / "latest.pt").is_file()  # the first device's stage, kept where it was stopped

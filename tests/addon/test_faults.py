@@ -507,7 +507,9 @@ def test_twenty_random_kills_leave_the_scene_alone_and_resume_to_the_same_result
     """Kills while the engine starts, in the middle of a stage and just after a checkpoint, as a crash or the
     out-of-memory killer would; after each the scene is as it was, no engine is left, one job folder holds
     the job, and the job then ends with the result of a run that was never interrupted."""
-    bpy.context.scene.multisketch.steps = 4
+    # Stages longer than the longest delay below, so that a kill "in a stage" lands in it on a fast machine too
+    # (with 4 steps an idle machine finished stages before their kill, and the job before 16 kills had landed).
+    bpy.context.scene.multisketch.steps = 12
     before = _scene_state()
     prefs = addon_preferences()
     prefs.cache_dir = str(tmp_path / "uninterrupted")

@@ -456,12 +456,10 @@ def _optimize(
     lanes = lane_devices(args.devices, device, torch.cuda.device_count() if device.type == "cuda" else 0)
     device = lanes[0]
     priors, plans = [], []
+    moving, video_pixels = len(spec.moving_objects()), spec.frames * spec.size**2
     for lane in lanes:  # each device its own copy of the model, and a plan for its own free memory
         priors.append(load_prior(spec, sketch, lane))
-        moving = len(spec.moving_objects())
-        plans.append(
-            plan_memory(args.memory, args.object_batch, free_gpu_bytes(lane), spec.frames * spec.size**2, moving)
-        )
+        plans.append(plan_memory(args.memory, args.object_batch, free_gpu_bytes(lane), video_pixels, moving))
         priors[-1].use_memory_plan(plans[-1])
     prior, memory = priors[0], plans[0]
     if spec.prior == "modelscope":

@@ -168,7 +168,6 @@ class Optimization:
         self.spec = spec
         self.object_batch = max(1, object_batch)
         self.sketch = sketch
-        self.prior = prior
         self.device = torch.device(device)
         self.checkpoint_dir = Path(checkpoint_dir)
         self._emit_unlocked = emit
@@ -328,52 +327,33 @@ class Optimization:
         conditions: list[object],
     ) -> float:
         """One iteration of every stage of a group: per pass, render each, score them together at the pass's
-        guidance, step each stage's optimizer of that pass only.
+        guidance, step each stage's optimizer of that pass only. With the shared pass (`spec.shared_pass`) one
+        render and one score serve every pass, each pass's networks get the gradient of their own guidance's loss,
+        then every optimizer steps: unlike the default, the global pass sees the video from before the local step.
 
-        Every gradient is cleared before each pass, so no pass ever steps on another pass's gradient. Returns the
+        Every gradient is cleared before each render, so no pass ever steps on another pass's gradient. Returns the
         local pass's mean loss, the one progress reports.
         """
+        generators = [run.generator for run in runs]
         if self.spec.shared_pass and len(passes) > 1:
-            return self._shared_step(lane, stages, runs, passes, conditions)
+            videos = self._fresh_videos(lane, stages)
+            scores = lane.prior.guided_losses(videos, conditions, [guidance for _, guidance in passes], generators)
+            for index, (kind, _) in enumerate(passes):
+                params = [p for run in runs for group in run.optimizers[kind].param_groups for p in group["params"]]
+                last = index == len(passes) - 1
+                grads = torch.autograd.grad(scores[index].sum(), params, retain_graph=not last, allow_unused=True)
+                for param, grad in zip(params, grads, strict=True):
+                    param.grad = grad
+            self._step_optimizers(stages, runs, [kind for kind, _ in passes])
+            return float(scores[0].detach().mean())
         losses = []
         for kind, guidance in passes:
-            for motion in lane.motions.values():
-                motion.zero_grad(set_to_none=True)
-            videos = [self._render_stage(lane, stage) for stage in stages]
-            scores = lane.prior.losses(videos, conditions, guidance, [run.generator for run in runs])
+            videos = self._fresh_videos(lane, stages)
+            scores = lane.prior.losses(videos, conditions, guidance, generators)
             scores.sum().backward()  # each stage's networks get the gradient of its own loss only
             self._step_optimizers(stages, runs, [kind])
             losses.append(float(scores.detach().mean()))
         return losses[0]
-
-    def _shared_step(
-        self,
-        lane: _Lane,
-        stages: list[Stage],
-        runs: list[_StageRun],
-        passes: list[tuple[str, float]],
-        conditions: list[object],
-    ) -> float:
-        """The shared pass (`spec.shared_pass`): one render and one score at every pass's guidance; each pass's
-        networks get the gradient of their own guidance's loss, then every optimizer steps. Unlike `_step`, the
-        global pass sees the video from before the local step."""
-        for motion in lane.motions.values():
-            motion.zero_grad(set_to_none=True)
-        videos = [self._render_stage(lane, stage) for stage in stages]
-        scores = lane.prior.guided_losses(
-            videos, conditions, [guidance for _, guidance in passes], [run.generator for run in runs]
-        )
-        for index, (kind, _) in enumerate(passes):
-            params = [p for run in runs for group in run.optimizers[kind].param_groups for p in group["params"]]
-            last = index == len(passes) - 1
-            for param, grad in zip(
-                params,
-                torch.autograd.grad(scores[index].sum(), params, retain_graph=not last, allow_unused=True),
-                strict=True,
-            ):
-                param.grad = grad
-        self._step_optimizers(stages, runs, [kind for kind, _ in passes])
-        return float(scores[0].detach().mean())
 
     def _step_optimizers(self, stages: list[Stage], runs: list[_StageRun], kinds: list[str]) -> None:
         """Each stage's optimizers of `kinds` step on their gradients, unless one is not finite (an fp16 overflow in
@@ -406,6 +386,13 @@ class Optimization:
             for kind, params in groups.items()
             if params
         }
+
+    def _fresh_videos(self, lane: _Lane, stages: list[Stage]) -> list[torch.Tensor]:
+        """Every stage's video, rendered after clearing every gradient of the lane's networks: a pass steps on its
+        own gradient only."""
+        for motion in lane.motions.values():
+            motion.zero_grad(set_to_none=True)
+        return [self._render_stage(lane, stage) for stage in stages]
 
     def _render_stage(self, lane: _Lane, stage: Stage) -> torch.Tensor:
         """The stage's video (F, 3, size, size): its animated objects, plus everything else in the joint stage."""

@@ -162,8 +162,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--memory",
         choices=MEMORY_MODES,
         default="auto",
-        help="low: fit a GPU of 8 GB (text encoder on the CPU, the model's calls split up), slower; auto: low only "
-        "when the free GPU memory is too little for the standard mode",
+        help="low: fit a GPU of 8 GB (text encoder on the CPU, the VAE encoder a few frames at a time), slower; "
+        "auto: low only when the free GPU memory is too little for the standard mode",
     )
     parser.add_argument(
         "--progress",

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from server.memory import GIB, plan_memory
-from server.priors import load_prior
+from server.priors import load_prior, modelscope
 from server.protocol import JobSpec
 from server.schedule import Optimization
 from server.sketch import default_objects, load_svg
@@ -52,23 +53,26 @@ def test_what_the_user_asks_for_is_kept() -> None:
 
 
 def _toy_animation(folder: Path, mode: str) -> tuple[dict, list[int]]:
-    """A two-step run of basketball5's objects with the learned toy prior; the batch of every UNet call."""
+    """A two-step run of basketball5's objects with the learned toy prior; the frames of every VAE encoder call."""
     sketch = load_svg(MULTIOBJECT / "basketball5" / "sketch.svg")
     spec = JobSpec(sketch="sketch.svg", prompt="the sketch moves up", objects=default_objects(sketch), prior="toy",
                    frames=8, steps=2, size=64)  # fmt: skip
     prior = load_prior(spec, sketch, torch.device("cpu"))
     prior.use_memory_plan(plan_memory(mode, None, None, spec.frames * spec.size**2, 1))
-    batches: list[int] = []
-    prior.unet.register_forward_pre_hook(lambda _module, inputs: batches.append(len(inputs[0])))
+    frames: list[int] = []
+    prior.vae.encoder.register_forward_pre_hook(lambda _module, inputs: frames.append(len(inputs[0])))
     optimization = Optimization(spec, sketch, prior, torch.device("cpu"), folder, lambda *a, **k: None, lambda: False)
-    return optimization.run(resume=False), batches
+    return optimization.run(resume=False), frames
 
 
-def test_the_low_memory_mode_splits_the_model_calls_and_animates_as_the_standard_mode(tmp_path: Path) -> None:
-    standard, standard_batches = _toy_animation(tmp_path / "standard", "standard")
-    low, low_batches = _toy_animation(tmp_path / "low", "low")
-    assert set(standard_batches) == {2} and set(low_batches) == {1}  # guided halves in one call, or one each
-    assert len(low_batches) == 2 * len(standard_batches)
+def test_the_low_memory_mode_encodes_a_few_frames_at_a_time_and_animates_as_the_standard_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(modelscope, "LOW_MEMORY_FRAMES", 3)  # the toy model's 8 frames: chunks of 3, 3 and 2
+    standard, standard_frames = _toy_animation(tmp_path / "standard", "standard")
+    low, low_frames = _toy_animation(tmp_path / "low", "low")
+    assert set(standard_frames) == {8} and set(low_frames) == {3, 2}
+    assert len(low_frames) == 2 * 3 * len(standard_frames)  # 3 chunks, each encoded again in the backward pass
     moved = [
         np.concatenate([np.ravel(chain) for stroke in frame for chain in stroke]) for frame in low["sketch"].points
     ]

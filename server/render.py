@@ -23,7 +23,10 @@ from torch.utils.checkpoint import checkpoint
 FLATNESS = 0.1  # px: how far a line piece may stray from its cubic
 MAX_PIECE_LENGTH = 6.0  # px: longer pieces would waste pixels of their bounding box on diagonal strokes
 MAX_PIECES = 256  # per cubic; only absurdly long or wild cubics reach it
-PAIRS_PER_CHUNK = 1 << 24  # (piece, pixel) pairs evaluated at once; bounds the memory of one chunk
+# (piece, pixel) pairs evaluated at once. A chunk keeps about 124 bytes a pair for the backward pass, and a render
+# of one chunk holds them through the whole SDS pass: 4 M pairs keep the rasterizer's share under 0.5 GiB however
+# large the strokes grow. (16 M, as before, let a 7 GiB low-memory job run out of memory once its strokes grew.)
+PAIRS_PER_CHUNK = 1 << 22
 JOIN_TOLERANCE = 1e-4  # px: a segment that starts this close to where the previous one ends continues it
 _DISTANCE_EPS = 1e-20  # px^2: keeps the gradient of the distance finite on the centre line
 

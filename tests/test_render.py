@@ -166,6 +166,30 @@ def test_frame_chunks_give_the_same_image_and_gradient(monkeypatch: pytest.Monke
     torch.testing.assert_close(chunked[1], whole[1])
 
 
+def test_what_a_render_keeps_for_its_backward_pass_is_bounded_however_many_pixels_its_strokes_cover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render_module, "PAIRS_PER_CHUNK", 20_000)
+    widths = torch.full((8,), 3.0)
+
+    def kept_bytes(spread: float) -> int:
+        """What autograd keeps of one render of 8 random strokes spread over `spread` px, frames of 96 px."""
+        segments = torch.rand(6, 8, 4, 2, generator=torch.Generator().manual_seed(2)) * spread + 2
+        kept = [0]
+
+        def keep(tensor: torch.Tensor) -> torch.Tensor:
+            kept[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            render(segments.requires_grad_(), widths, 96)
+        return kept[0]
+
+    one_chunk = 124 * 20_000  # bytes a full chunk keeps (render.py)
+    assert kept_bytes(10) < one_chunk  # 11 thousand pairs: one chunk, kept
+    assert kept_bytes(90) < one_chunk / 2  # 49 thousand pairs: three chunks, recomputed in the backward pass
+
+
 def test_real_sketch_at_test_scale_is_fast_and_differentiable() -> None:
     sketch = load_svg(MULTIOBJECT / "cat11" / "sketch.svg")
     indices = range(len(sketch.strokes))

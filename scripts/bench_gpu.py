@@ -6,7 +6,7 @@ runs each sketch's job through the engine's command line in this process with th
 
 - sequential: the objects' own stages one after another (`--object-batch 1`), the baseline;
 - batched: all three together (`--object-batch 3`); default: what the engine chooses by itself;
-- shared: the fast option `--shared-pass`, one object at a time;
+- shared: the fast option `--shared-pass`, one object at a time; shared-batched: that option with all three together;
 - low: `--memory auto` with the process capped at `--cap-gib` of GPU memory
   (`torch.cuda.set_per_process_memory_fraction`), so the automatic choice and the peak are those of a small card;
   low-uncapped: `--memory low` without the cap;
@@ -52,6 +52,7 @@ VARIANTS = {
     "batched": ("objects batched", ["--object-batch", "3"]),
     "default": ("default", []),
     "shared": ("shared pass", ["--shared-pass", "--object-batch", "1"]),
+    "shared-batched": ("shared pass, objects batched", ["--shared-pass", "--object-batch", "3"]),
     "low": ("low memory, capped", ["--memory", "auto"]),  # under the cap: the engine chooses it
     "low-uncapped": ("low memory, no cap", ["--memory", "low"]),
     "two-gpus": ("objects' stages on two GPUs", ["--devices", "cuda:0,cuda:1", "--object-batch", "1"]),

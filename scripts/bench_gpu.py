@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import subprocess
@@ -116,6 +117,7 @@ def run_job(sketch_dir: Path, model_dir: Path, steps: int, flags: list[str], met
             code = engine(argv)
         if code != 0:
             print(f"engine exit {code}: {(Path(work) / 'job' / 'log.txt').read_text()[-1500:]}", file=sys.stderr)
+    gc.collect()  # the job's model may sit in reference cycles: free it before the next variant loads its own
     torch.cuda.empty_cache()
     return meter if code == 0 else None
 

@@ -25,7 +25,7 @@ MAX_PIECE_LENGTH = 6.0  # px: longer pieces would waste pixels of their bounding
 MAX_PIECES = 256  # per cubic; only absurdly long or wild cubics reach it
 # (piece, pixel) pairs evaluated at once. A chunk keeps about 124 bytes a pair for the backward pass, and a render
 # of one chunk holds them through the whole SDS pass: 4 M pairs keep the rasterizer's share under 0.5 GiB however
-# large the strokes grow. (16 M, as before, let a 7 GiB low-memory job run out of memory once its strokes grew.)
+# large the strokes grow; a larger render is recomputed chunk by chunk in the backward pass.
 PAIRS_PER_CHUNK = 1 << 22
 JOIN_TOLERANCE = 1e-4  # px: a segment that starts this close to where the previous one ends continues it
 _DISTANCE_EPS = 1e-20  # px^2: keeps the gradient of the distance finite on the centre line

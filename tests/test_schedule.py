@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -211,14 +211,18 @@ def test_events_report_stages_steps_and_checkpoints(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*partial"))
 
 
+def _point_pairs(first: dict, second: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The same chain of control points in two animations, for every object, frame and stroke."""
+    for name in first:
+        for frame_a, frame_b in zip(first[name].points, second[name].points, strict=True):
+            for stroke_a, stroke_b in zip(frame_a, frame_b, strict=True):
+                yield from zip(stroke_a, stroke_b, strict=True)
+
+
 def _same(first: dict, second: dict) -> bool:
-    return all(
-        np.array_equal(a, b)
-        for name in first
-        for frame_a, frame_b in zip(first[name].points, second[name].points, strict=True)
-        for stroke_a, stroke_b in zip(frame_a, frame_b, strict=True)
-        for a, b in zip(stroke_a, stroke_b, strict=True)
-    ) and all(np.array_equal(first[n].matrix, second[n].matrix) for n in first)
+    return all(np.array_equal(a, b) for a, b in _point_pairs(first, second)) and all(
+        np.array_equal(first[n].matrix, second[n].matrix) for n in first
+    )
 
 
 def test_a_run_cancelled_after_its_first_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
@@ -383,13 +387,7 @@ def test_a_step_with_a_non_finite_gradient_is_skipped_and_reported_never_applied
 
 def _largest_difference(first: dict, second: dict) -> float:
     """The largest distance (canvas px) between the same control point of two animations."""
-    return max(
-        float(np.abs(np.asarray(a) - np.asarray(b)).max())
-        for name in first
-        for frame_a, frame_b in zip(first[name].points, second[name].points, strict=True)
-        for stroke_a, stroke_b in zip(frame_a, frame_b, strict=True)
-        for a, b in zip(stroke_a, stroke_b, strict=True)
-    )
+    return max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in _point_pairs(first, second))
 
 
 def _toy_run(spec: JobSpec, folder: Path, object_batch: int, stop=lambda: False, resume=False, emit=None):

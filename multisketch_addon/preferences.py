@@ -90,8 +90,13 @@ class MultiSketchPreferences(bpy.types.AddonPreferences):
         layout.label(text=f"Jobs are kept in {cache_folder(context) / 'jobs'}")
 
 
-def addon_preferences(context: bpy.types.Context) -> MultiSketchPreferences:
-    return cast(MultiSketchPreferences, context.preferences.addons[__package__].preferences)
+def addon_preferences(context: bpy.types.Context, optional: bool = False) -> MultiSketchPreferences | None:
+    """The add-on's preferences; while the add-on is not registered, KeyError, or None when `optional` (for a
+    panel, which draws what it finds)."""
+    addons = context.preferences.addons
+    if optional and addons.get(__package__) is None:
+        return None
+    return cast(MultiSketchPreferences, addons[__package__].preferences)
 
 
 def cache_folder(context: bpy.types.Context) -> Path:

@@ -15,6 +15,20 @@ from .preferences import DEVICE_ITEMS
 
 # Steps per stage of each quality preset; "paper" is the paper's setting.
 QUALITY_STEPS = {"DRAFT": 100, "STANDARD": 400, "PAPER": protocol.DEFAULTS["steps"]}  # the paper's: the default
+# The engine's priors (`protocol.PRIORS`, in its order) as the sidebar names them, but for the target prior: it needs
+# a motion plan file, which the sidebar has no field for. A prior the engine gains needs a label here.
+UNOFFERED_PRIORS = ("target",)
+PRIOR_LABELS = {
+    "modelscope": ("ModelScope", "ModelScope text-to-video (weights licence CC-BY-NC-4.0)"),
+    "tiny": ("Tiny (test)", "A tiny random-weight model: checks the pipeline in seconds, animates nothing useful"),
+    "toy": (
+        "Toy (known answer)",
+        "A small model trained on synthetic sketch motion: knows 'the ... moves left/right/up/down', "
+        "'grows', 'shrinks', 'turns clockwise/counter-clockwise', 'stays still'; runs at its own "
+        "frames, size and steps, in minutes on a CPU",
+    ),
+}
+PRIOR_ITEMS = tuple((prior, *PRIOR_LABELS[prior]) for prior in protocol.PRIORS if prior not in UNOFFERED_PRIORS)
 
 
 def _is_sketch(_settings: bpy.types.PropertyGroup, collection: bpy.types.Collection) -> bool:
@@ -52,7 +66,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
         name="Frames",
         description="Frames of the animation (the video prior plays 8 frames per second)",
         default=protocol.DEFAULTS["frames"],
-        min=2,
+        min=protocol.MIN_FRAMES,
         soft_max=48,
         max=protocol.MAX_FRAMES,
     )
@@ -79,7 +93,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
         name="Render Size",
         description="Side of the square frames the video prior sees, in pixels",
         default=protocol.DEFAULTS["size"],
-        min=16,
+        min=protocol.MIN_SIZE,
         soft_max=512,
         max=protocol.MAX_SIZE,
     )
@@ -98,21 +112,7 @@ class MultiSketchSceneSettings(bpy.types.PropertyGroup):
     prior: EnumProperty(
         name="Prior",
         description="The text-to-video model that judges the motion",
-        items=(
-            ("modelscope", "ModelScope", "ModelScope text-to-video (weights licence CC-BY-NC-4.0)"),
-            (
-                "tiny",
-                "Tiny (test)",
-                "A tiny random-weight model: checks the pipeline in seconds, animates nothing useful",
-            ),
-            (
-                "toy",
-                "Toy (known answer)",
-                "A small model trained on synthetic sketch motion: knows 'the ... moves left/right/up/down', "
-                "'grows', 'shrinks', 'turns clockwise/counter-clockwise', 'stays still'; runs at its own "
-                "frames, size and steps, in minutes on a CPU",
-            ),
-        ),
+        items=PRIOR_ITEMS,
         default=protocol.DEFAULTS["prior"],
     )
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import bpy
 
 from . import progress_preview, scene_model, text_fit, writeback
+from .contract import protocol
+from .preferences import addon_preferences
 
 CATEGORY = "MultiSketch"
 SIDEBAR_WIDTH = 280  # px at UI scale 1: a new sidebar's width (292 px at scale 1.04), for drawing without a window
@@ -51,11 +53,6 @@ def _operator(layout: bpy.types.UILayout, idname: str, **options) -> None:
 def _prop(layout: bpy.types.UILayout, owner, name: str, **options) -> None:
     if owner is not None and name in owner.bl_rna.properties:
         layout.prop(owner, name, **options)
-
-
-def _preferences(context: bpy.types.Context) -> bpy.types.AddonPreferences | None:
-    addon: bpy.types.Addon | None = context.preferences.addons.get(__package__)
-    return addon.preferences if addon is not None else None
 
 
 def _draw_progress(layout: bpy.types.UILayout, job: bpy.types.PropertyGroup) -> None:
@@ -162,8 +159,8 @@ class MULTISKETCH_PT_animate(_SketchPanel):
         _prop(settings_column, settings, "seed")
         _prop(settings_column, settings, "device")
         _prop(settings_column, settings, "prior")
-        if getattr(settings, "prior", "modelscope") == "modelscope":
-            _prop(settings_column, _preferences(context), "model")
+        if getattr(settings, "prior", protocol.DEFAULTS["prior"]) == "modelscope":
+            _prop(settings_column, addon_preferences(context, optional=True), "model")
 
         if running:
             _draw_progress(layout, job)

@@ -48,8 +48,11 @@ FRAMES_DIR = "frames"
 CHECKPOINTS_DIR = "checkpoints"
 LOCK = ".lock"  # held by the engine working in the folder
 
-# Limits of a job (docs/job-format.md): beyond them a run would take absurd memory or mean nothing.
+# Limits of a job (docs/job-format.md): beyond them a run would take absurd memory or mean nothing. The add-on's
+# fields stop at the same numbers.
+MIN_FRAMES = 2  # one frame holds no motion
 MAX_FRAMES = 240  # 10 s at 24 fps; Live-Sketch animates 24 frames
+MIN_SIZE = 16  # px rendered for the prior
 MAX_SIZE = 1024  # px rendered for the prior; ModelScope works at 256
 MAX_STEPS = 100_000  # iterations per stage; the paper uses 1000
 MAX_COORDINATE = 1e6  # px, the largest coordinate a sketch or a result may hold
@@ -104,12 +107,12 @@ class JobSpec:
             raise UserError(f"job spec version {self.version} is not supported (this engine reads {PROTOCOL_VERSION})")
         if not self.prompt or not self.prompt.strip():
             raise UserError("the prompt is empty: describe the motion, e.g. --prompt 'a cat jumps'")
-        if not 2 <= self.frames <= MAX_FRAMES:
-            raise UserError(f"frames must be from 2 to {MAX_FRAMES} (got {self.frames})")
+        if not MIN_FRAMES <= self.frames <= MAX_FRAMES:
+            raise UserError(f"frames must be from {MIN_FRAMES} to {MAX_FRAMES} (got {self.frames})")
         if not 0 <= self.steps <= MAX_STEPS:
             raise UserError(f"steps must be from 0 to {MAX_STEPS} (got {self.steps})")
-        if not 16 <= self.size <= MAX_SIZE:
-            raise UserError(f"render size must be from 16 to {MAX_SIZE} px (got {self.size})")
+        if not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise UserError(f"render size must be from {MIN_SIZE} to {MAX_SIZE} px (got {self.size})")
         if self.checkpoint_every < 1:
             raise UserError(f"checkpoint_every must be at least 1 step (got {self.checkpoint_every})")
         if self.device not in DEVICES:
@@ -267,7 +270,7 @@ def check_result(data: dict[str, Any]) -> None:
     background = data.get("background", [])
     if not isinstance(background, list) or not all(_is_index(i) for i in background):
         raise ValueError("background must be a list of stroke indices")
-    _expect(data, "frames", int, 2, MAX_FRAMES)
+    _expect(data, "frames", int, MIN_FRAMES, MAX_FRAMES)
     _expect(data, "fps", (int, float), 1, 1000)
     frames = data["frames"]
     objects = data.get("objects")

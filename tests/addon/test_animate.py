@@ -94,6 +94,13 @@ def test_scene_device_overrides_the_preferences_and_paper_quality_is_1000_steps(
     assert job_export.export_job(sketch, tmp_path / "b", run_settings(bpy.context)).spec.device == "cuda"
 
 
+def test_the_sidebar_offers_every_engine_prior_but_the_target_prior(empty_scene: bpy.types.Scene) -> None:
+    priors = empty_scene.multisketch.bl_rna.properties["prior"].enum_items
+    engine = addon_module("contract").protocol
+    assert [item.identifier for item in priors] == [prior for prior in engine.PRIORS if prior != "target"]
+    assert set(addon_module("properties").PRIOR_LABELS) == {item.identifier for item in priors}
+
+
 def test_headless_animate_runs_to_the_end_and_writes_the_result_back(sketch, tmp_path: Path) -> None:
     objects = scene_model.object_collections(sketch)
     for collection in objects:  # one moving object keeps the run short: its own stage, then the joint one

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 
 from . import scene_model
-from .contract import errors, files, protocol
+from .contract import errors, files, protocol, svg
 
 if TYPE_CHECKING:
     from server.protocol import JobSpec, ObjectSpec
@@ -267,16 +267,7 @@ def _write_svg(path: Path, canvas: tuple[float, float], strokes: list[_Stroke]) 
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
         f'viewBox="0 0 {_num(width)} {_num(height)}">'
     ]
-    for stroke in strokes:
-        (x0, y0), rest = stroke.points[0], stroke.points[1:]
-        commands = [f"M {_num(x0)} {_num(y0)}"]
-        for start in range(0, len(rest) - 2, 3):
-            triple = rest[start : start + 3]
-            commands.append("C " + " ".join(f"{_num(x)} {_num(y)}" for x, y in triple))
-        lines.append(
-            f'<path d="{" ".join(commands)}" fill="none" stroke="black" '
-            f'stroke-width="{_num(stroke.width)}" stroke-linecap="round" stroke-linejoin="round"/>'
-        )
+    lines += [svg.path_element([stroke.points], _num(stroke.width), _num) for stroke in strokes]
     lines.append("</svg>")
     files.write_text(path, "\n".join(lines) + "\n")
 

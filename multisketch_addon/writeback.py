@@ -122,7 +122,7 @@ def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, exported
         gp_strokes.extend(first + k for k in range(len(subpaths)))
     layer_index, frame_number = _rest_location(source)
     rest = scene_model.rest_drawing(source)
-    if max(gp_strokes, default=-1) >= len(rest.curve_offsets) - 1:
+    if max(gp_strokes, default=-1) >= scene_model.stroke_count(source):
         raise errors.UserError(f"{source.name!r} has fewer strokes than when the job started: animate again")
     layout = _stroke_layout(rest, gp_strokes)
     for f, frame in enumerate(result["frames"]):

@@ -20,7 +20,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from . import files, protocol
+from . import files, protocol, svg
 from .errors import UserError
 from .protocol import JobSpec
 from .render import canvas_to_render, render
@@ -208,17 +208,7 @@ def frame_svg(sketch: Sketch, strokes: list[tuple[list[np.ndarray], float]]) -> 
         f'viewBox="0 0 {sketch.width:g} {sketch.height:g}">',
         f'<rect width="{sketch.width:g}" height="{sketch.height:g}" fill="white"/>',
     ]
-    for subpaths, width in strokes:
-        commands = []
-        for chain in subpaths:
-            commands.append(f"M {chain[0, 0]:.4f} {chain[0, 1]:.4f}")
-            for start in range(1, len(chain), 3):
-                c1, c2, end = chain[start : start + 3]
-                commands.append(f"C {c1[0]:.4f} {c1[1]:.4f} {c2[0]:.4f} {c2[1]:.4f} {end[0]:.4f} {end[1]:.4f}")
-        lines.append(
-            f'<path d="{" ".join(commands)}" fill="none" stroke="black" stroke-width="{width:g}" '
-            'stroke-linecap="round" stroke-linejoin="round"/>'
-        )
+    lines += [svg.path_element(subpaths, f"{width:g}", "{:.4f}".format) for subpaths, width in strokes]
     lines.append("</svg>")
     return "\n".join(lines) + "\n"
 
@@ -231,9 +221,7 @@ def render_preview(sketch: Sketch, frames: list[list[tuple[list[np.ndarray], flo
         np.concatenate([chain_segments(chain) for subpaths, _ in strokes for chain in subpaths]) * scale + offset
         for strokes in frames
     ]
-    widths = [
-        width * scale for subpaths, width in frames[0] for chain in subpaths for _ in range((len(chain) - 1) // 3)
-    ]
+    widths = sketch.segment_widths(range(len(sketch.strokes))) * scale
     with torch.no_grad():
         video = render(
             torch.tensor(np.stack(segments), dtype=torch.float32),

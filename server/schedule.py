@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints
+from . import checkpoints, svg
 from .errors import UserError
 from .motion import ObjectMotion
 from .priors import Prior
@@ -117,7 +117,7 @@ class ObjectLayout:
             stroke_chains = []
             for chain in sketch.strokes[index].subpaths:
                 stroke_chains.append((start, len(chain)))
-                segments += [[start + 3 * k + j for j in range(4)] for k in range((len(chain) - 1) // 3)]
+                segments += [[start + 3 * k + j for j in range(4)] for k in range(svg.segment_count(chain))]
                 chains.append(chain)
                 start += len(chain)
             self.chains.append(stroke_chains)

@@ -50,7 +50,7 @@ class Sketch:
     def segment_widths(self, indices: Sequence[int]) -> np.ndarray:
         """The stroke width of every segment that `segments(indices)` returns, in the same order: (S,)."""
         counts = [
-            (self.strokes[index].width, sum((len(chain) - 1) // 3 for chain in self.strokes[index].subpaths))
+            (self.strokes[index].width, sum(svg.segment_count(chain) for chain in self.strokes[index].subpaths))
             for index in indices
         ]
         return np.array([width for width, count in counts for _ in range(count)], dtype=np.float64)
@@ -58,8 +58,7 @@ class Sketch:
 
 def chain_segments(chain: np.ndarray) -> np.ndarray:
     """A cubic chain p0, c1, c2, p1, ... (3k+1, 2) as its k segments (k, 4, 2)."""
-    count = (len(chain) - 1) // 3
-    return np.stack([chain[3 * i : 3 * i + 4] for i in range(count)])
+    return np.stack([chain[3 * i : 3 * i + 4] for i in range(svg.segment_count(chain))])
 
 
 def load_svg(path: Path) -> Sketch:

@@ -10,7 +10,8 @@ Canvas pixels are the user units of the root `viewBox` with its top-left corner 
 order, outside `<defs>` and other containers that are never drawn; every `<path>` is one stroke, even
 one without geometry, because the job contract numbers strokes that way. Lines, quadratics and arcs
 become cubics (lines and quadratics exactly, arcs within `ARC_TOLERANCE` px). Other basic shapes
-(`<rect>`, `<circle>`, ...) are read too, as shapes that are not strokes.
+(`<rect>`, `<circle>`, ...) are read too, as shapes that are not strokes. `path_element` writes a stroke back
+as such a `<path>`, for the add-on's job sketch and the engine's frames alike.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,11 @@ class SubPath:
 
     points: list[Point]
     closed: bool = False  # ended by a closepath: the last point is exactly the first
+
+
+def segment_count(chain: Sized) -> int:
+    """How many cubic segments a chain of control points p0, c1, c2, p1, ... holds: k of 3k+1 points."""
+    return (len(chain) - 1) // 3
 
 
 @dataclass
@@ -185,7 +191,7 @@ def _read_document(root: ElementTree.Element, path: Path) -> Document:
             raise UserError(f"{where}: its stroke width (after transforms) must be from 0 to {MAX_COORDINATE:g} px")
         shapes.append(Shape(name, subpaths, width_px, context.group))
         index += name == "path"
-        segments += sum((len(sub.points) - 1) // 3 for sub in subpaths)
+        segments += sum(segment_count(sub.points) for sub in subpaths)
         if len(shapes) > MAX_STROKES or segments > MAX_SEGMENTS:
             raise UserError(
                 f"the sketch {path} has over {MAX_STROKES:,} strokes or {MAX_SEGMENTS:,} curve segments: {TOO_BIG}"
@@ -597,3 +603,20 @@ def _style(element: ElementTree.Element) -> dict[str, str]:
 
 def _local_name(tag: str) -> str:
     return tag.rpartition("}")[2]
+
+
+# --- Writing ------------------------------------------------------------------------------------
+
+
+def path_element(chains: Iterable[Sequence[Sequence[float]]], width: str, number: Callable[[float], str]) -> str:
+    """One stroke as a `<path>` of black, round-ended lines without fill: each chain p0, c1, c2, p1, ... becomes
+    "M p0 C c1 c2 p1 ...", every coordinate written by `number`; `width` is the stroke width as written."""
+    commands = []
+    for chain in chains:
+        commands.append(f"M {number(chain[0][0])} {number(chain[0][1])}")
+        for k in range(segment_count(chain)):
+            commands.append("C " + " ".join(f"{number(x)} {number(y)}" for x, y in chain[3 * k + 1 : 3 * k + 4]))
+    return (
+        f'<path d="{" ".join(commands)}" fill="none" stroke="black" stroke-width="{width}" '
+        'stroke-linecap="round" stroke-linejoin="round"/>'
+    )

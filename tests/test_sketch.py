@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from server.errors import UserError
+from server.job import frame_svg
 from server.sketch import Sketch, default_objects, load_svg
 from server.svg import MAX_STROKES
 from server.tables import read_stroke_table
@@ -161,6 +162,28 @@ def test_path_without_geometry_keeps_the_stroke_numbering(tmp_path: Path) -> Non
     sketch = load_svg(_write(tmp_path, '<path d="M 5 5"/><path d="M 0 0 L 1 1"/>'))
     assert [len(s.subpaths) for s in sketch.strokes] == [0, 1]
     assert sketch.segments([0, 1]).shape == (1, 4, 2)
+
+
+def test_frames_are_written_byte_for_byte_and_read_back_as_the_same_strokes(tmp_path: Path) -> None:
+    """A frame SVG: one `<path>` per stroke, its sub-paths as "M ... C ..." at 4 decimals (the path writer the
+    add-on's job sketch shares), a stroke without geometry as an empty path that keeps the numbering."""
+    chain = np.array([[1, 2], [3, 4.25], [5, 6], [7, -0.00001]])
+    text = frame_svg(Sketch(64, 48.5, []), [([chain, chain + 10], 2.5), ([], 1.0)])
+    path = 'fill="none" stroke="black" stroke-width="{}" stroke-linecap="round" stroke-linejoin="round"/>'
+    assert text == "\n".join([
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48.5" viewBox="0 0 64 48.5">',
+        '<rect width="64" height="48.5" fill="white"/>',
+        '<path d="M 1.0000 2.0000 C 3.0000 4.2500 5.0000 6.0000 7.0000 -0.0000 '
+        'M 11.0000 12.0000 C 13.0000 14.2500 15.0000 16.0000 17.0000 10.0000" ' + path.format("2.5"),
+        '<path d="" ' + path.format("1"),
+        "</svg>\n",
+    ])  # fmt: skip
+    frame = tmp_path / "frame.svg"
+    frame.write_text(text, encoding="utf-8")
+    read = load_svg(frame)
+    assert [stroke.width for stroke in read.strokes] == [2.5, 1.0] and read.strokes[1].subpaths == []
+    np.testing.assert_allclose(np.stack(read.strokes[0].subpaths), [chain, chain + 10], atol=1e-4)
 
 
 def _svg(body: str) -> str:

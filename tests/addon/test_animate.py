@@ -36,7 +36,7 @@ def _canvas_chains(ob: bpy.types.Object) -> list[np.ndarray]:
     drawing = scene_model.rest_drawing(ob)
     return [
         np.array(scene_model.local_to_canvas(ob, scene_model.stroke_control_points(drawing, i)))
-        for i in range(len(drawing.curve_offsets) - 1)
+        for i in range(scene_model.stroke_count(ob))
     ]
 
 
@@ -99,6 +99,23 @@ def test_the_sidebar_offers_every_engine_prior_but_the_target_prior(empty_scene:
     engine = addon_module("contract").protocol
     assert [item.identifier for item in priors] == [prior for prior in engine.PRIORS if prior != "target"]
     assert set(addon_module("properties").PRIOR_LABELS) == {item.identifier for item in priors}
+
+
+def test_the_job_sketch_is_written_byte_for_byte(tmp_path: Path) -> None:
+    """sketch.svg: one `<path>` per Grease Pencil stroke (the path writer the engine's frames share), its numbers
+    to a millionth of a pixel without needless digits."""
+    stroke, path = job_export._Stroke, tmp_path / "sketch.svg"
+    job_export._write_svg(path, (123.4567891, 96.0), [
+        stroke([(-0.0, 1e-9), (1e6, -1e-5), (2.5, 3.33333333), (4, 5)], 1.5),
+        stroke([(1, 2)], 0.0),
+    ])  # fmt: skip
+    look = 'fill="none" stroke="black" stroke-width="{}" stroke-linecap="round" stroke-linejoin="round"/>'
+    assert path.read_text(encoding="utf-8") == "\n".join([
+        '<svg xmlns="http://www.w3.org/2000/svg" width="123.456789" height="96" viewBox="0 0 123.456789 96">',
+        '<path d="M 0 0 C 1000000 -0.00001 2.5 3.333333 4 5" ' + look.format("1.5"),
+        '<path d="M 1 2" ' + look.format("0"),
+        "</svg>\n",
+    ])  # fmt: skip
 
 
 def test_headless_animate_runs_to_the_end_and_writes_the_result_back(sketch, tmp_path: Path) -> None:

@@ -403,7 +403,7 @@ def test_closed_strokes_close_on_their_first_point(sketch: bpy.types.Collection,
     ob = scene_model.drawing_object(scene_model.object_collections(sketch)[0])
     drawing = scene_model.rest_drawing(ob)
     cyclic = drawing.attributes.get("cyclic") or drawing.attributes.new("cyclic", "BOOLEAN", "CURVE")
-    closed = np.zeros(len(drawing.curve_offsets) - 1, bool)
+    closed = np.zeros(scene_model.stroke_count(ob), bool)
     closed[[0, 2]] = True
     cyclic.data.foreach_set("value", closed)
     exported = _export(sketch, tmp_path / "job")

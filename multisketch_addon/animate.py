@@ -14,7 +14,6 @@ import shutil
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import bpy
 from bpy.props import StringProperty
@@ -31,12 +30,11 @@ from .engine_process import (
 )
 from .job_export import ExportedJob, JobExportError, export_job, sketch_to_animate
 from .preferences import addon_preferences, cache_folder
-from .reporting import ReportingOperator
+from .reporting import ReportingOperator, ReportLevel
 from .run_settings import run_settings
 
 JOBS_FOLDER = "jobs"
 SET_ASIDE = ".set-aside"  # the suffix of an unfinished job folder that could not be resumed
-ReportLevel = Literal["INFO", "WARNING", "ERROR"]
 POLL_INTERVAL_S = 0.1
 
 
@@ -259,7 +257,7 @@ def _redraw_sidebars(context: bpy.types.Context) -> None:
                         region.tag_redraw()
 
 
-class MULTISKETCH_OT_animate(bpy.types.Operator):
+class MULTISKETCH_OT_animate(ReportingOperator):
     """Animate the sketch's objects with the text-to-video prior (score distillation), then key the result"""
 
     bl_idname = "multisketch.animate"
@@ -275,12 +273,12 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
         try:
             return start_job(context)
         except errors.UserError as exc:  # JobExportError, EngineError and the engine contract's own
-            self.report({"ERROR"}, str(exc))
+            self.tell("ERROR", exc)
             return None
 
     def _finish(self, context: bpy.types.Context, job: AnimationJob, outcome: EngineOutcome) -> set[str]:
         level, message = job.conclude(context, outcome)
-        self.report({level}, message)
+        self.tell(level, message)
         if job.set_aside is not None:  # the unfinished job was set aside: start afresh at once
             return self.execute(context) if self._timer is None else self._follow(context)
         return {"FINISHED"} if outcome.status == "done" and level != "ERROR" else {"CANCELLED"}
@@ -306,7 +304,7 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
         if self._job is None:
             return {"CANCELLED"}
         if self._job.resumed:
-            self.report({"INFO"}, f"Resuming the unfinished job in {self._job.exported.job_dir}")
+            self.tell("INFO", f"Resuming the unfinished job in {self._job.exported.job_dir}")
         self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
         return {"RUNNING_MODAL"}
 
@@ -329,7 +327,7 @@ class MULTISKETCH_OT_animate(bpy.types.Operator):
         self._job.conclude(context, self._job.process.wait())
 
 
-class MULTISKETCH_OT_cancel(bpy.types.Operator):
+class MULTISKETCH_OT_cancel(ReportingOperator):
     """Stop the running job; its folder keeps what was computed, and the scene stays as it was"""
 
     bl_idname = "multisketch.cancel"
@@ -340,10 +338,9 @@ class MULTISKETCH_OT_cancel(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return _running is not None
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def act(self, context: bpy.types.Context) -> str:
         _running.cancel()
-        self.report({"INFO"}, "Stopping the engine...")
-        return {"FINISHED"}
+        return "Stopping the engine..."
 
 
 def apply_job_folder(context: bpy.types.Context, job_dir: Path) -> bpy.types.Collection:

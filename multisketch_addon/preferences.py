@@ -26,6 +26,7 @@ from . import engine_environment, torch_build
 from .command_chain import CommandChain
 from .contract import engine_root, protocol
 from .engine_environment import ENV_FOLDER, venv_python
+from .reporting import ReportingOperator
 
 # Where the engine may compute: the engine's `--device` values.
 DEVICE_ITEMS = (
@@ -222,7 +223,7 @@ def lasting_window(context: bpy.types.Context) -> bpy.types.Window:
     return context.window
 
 
-class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
+class MULTISKETCH_OT_create_engine_env(ReportingOperator):
     """Create or update the engine's Python environment (torch for this GPU, diffusers, ...) and check it"""
 
     bl_idname = "multisketch.create_engine_env"
@@ -250,14 +251,14 @@ class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
     def _begin(self, context: bpy.types.Context) -> bool:
         requirements = Path(self.requirements) if self.requirements else engine_requirements()
         if not requirements.is_file():
-            self.report({"ERROR"}, f"The engine's requirements file {requirements} is missing; reinstall the add-on")
+            self.tell("ERROR", f"The engine's requirements file {requirements} is missing; reinstall the add-on")
             return False
         self._requirements = requirements
         self._env_dir = env_dir = target_environment(context)
         try:
             env_dir.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self.report({"ERROR"}, f"Cannot create the folder {env_dir.parent}: {exc.strerror or exc}")
+            self.tell("ERROR", f"Cannot create the folder {env_dir.parent}: {exc.strerror or exc}")
             return False
         python = str(venv_python(env_dir))
         self._plan = plan = torch_build_plan(context)
@@ -283,25 +284,25 @@ class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
         if chain.failed_command is not None:
             step = next((what for what, command in self._steps if command is chain.failed_command), "run pip")
             output = "\n".join(chain.tail)
-            self.report({"ERROR"}, f"Could not {step} in {env_dir}:\n{output}")
+            self.tell("ERROR", f"Could not {step} in {env_dir}:\n{output}")
             return {"CANCELLED"}
         try:
             report = engine_environment.parse_check_output(chain.output)
         except ValueError as exc:
-            self.report({"ERROR"}, f"Could not check the environment in {env_dir}: {exc}")
+            self.tell("ERROR", f"Could not check the environment in {env_dir}: {exc}")
             return {"CANCELLED"}
         engine_environment.write_stamp(env_dir, report, self._requirements, self._plan.label, self._plan.index_url)
         python = venv_python(env_dir)
         addon_preferences(context).python_path = str(python)
         summary = engine_environment.describe_report(report)
         if report.get("device") == "cpu" and self._plan.kind in ("cuda", "rocm"):
-            self.report(
-                {"WARNING"},
+            self.tell(
+                "WARNING",
                 f"Engine environment ready, but its torch sees no GPU ({self._plan.label}): "
                 f"the engine would run on the CPU. {summary}",
             )
         else:
-            self.report({"INFO"}, f"Engine environment ready ({summary}); the engine's Python is now {python}")
+            self.tell("INFO", f"Engine environment ready ({summary}); the engine's Python is now {python}")
         return {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -327,7 +328,7 @@ class MULTISKETCH_OT_create_engine_env(bpy.types.Operator):
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC" and event.value == "PRESS":
             self.cancel(context)
-            self.report({"WARNING"}, "Engine environment creation cancelled")
+            self.tell("WARNING", "Engine environment creation cancelled")
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}

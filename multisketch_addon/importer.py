@@ -168,7 +168,7 @@ def _build_sketch(
     collection[scene_model.SKETCH_KEY] = 1
     collection[scene_model.CANVAS_SIZE_KEY] = [document.width, document.height]
     collection[scene_model.SOURCE_KEY] = str(path)
-    scene_model.identity(collection)
+    scene_model.stable_id(collection)
     _parent_collection(context).children.link(collection)
 
     ink = bpy.data.materials.new(f"{path.stem} ink")

@@ -145,7 +145,7 @@ def export_job(sketch: bpy.types.Collection, job_dir: Path, settings: dict[str, 
                 static=collection.multisketch.static,
             )
         )
-        links[collection.name] = ObjectLink(collection.name, ob.name, scene_model.identity(ob))
+        links[collection.name] = ObjectLink(collection.name, ob.name, scene_model.stable_id(ob))
 
     spec = _job_spec(settings, objects)
     job_dir = Path(job_dir)
@@ -160,7 +160,7 @@ def export_job(sketch: bpy.types.Collection, job_dir: Path, settings: dict[str, 
         strokes=origins,
         background=background.name if background is not None else None,
         sketch_name=sketch.name,
-        sketch_id=scene_model.identity(sketch),
+        sketch_id=scene_model.stable_id(sketch),
     )
     _write_svg(exported.sketch_path, scene_model.canvas_size(sketch), strokes)
     spec.save(exported.spec_path)

@@ -109,7 +109,7 @@ def sketch_of(id_data: bpy.types.ID | None) -> bpy.types.Collection | None:
     return None
 
 
-def identity(block: bpy.types.ID) -> str:
+def stable_id(block: bpy.types.ID) -> str:
     """The block's stable id, made on first use: names change (the user renames), the id stays."""
     value = block.get(ID_KEY)
     if not isinstance(value, str) or not value:
@@ -118,7 +118,7 @@ def identity(block: bpy.types.ID) -> str:
     return value
 
 
-def find_by_identity(blocks: Iterable[bpy.types.ID], value: str, name: str) -> bpy.types.ID | None:
+def find_by_stable_id(blocks: Iterable[bpy.types.ID], value: str, name: str) -> bpy.types.ID | None:
     """The block with this id; of several (a duplicate copies the id), the one still called `name`.
 
     A job folder written before ids existed has none: then the name alone.
@@ -134,8 +134,8 @@ def find_by_identity(blocks: Iterable[bpy.types.ID], value: str, name: str) -> b
 
 
 def find_sketch(value: str, name: str) -> bpy.types.Collection | None:
-    """The sketch with this id (see `find_by_identity`)."""
-    found = find_by_identity((c for c in bpy.data.collections if c.get(SKETCH_KEY)), value, name)
+    """The sketch with this id (see `find_by_stable_id`)."""
+    found = find_by_stable_id((c for c in bpy.data.collections if c.get(SKETCH_KEY)), value, name)
     return found if isinstance(found, bpy.types.Collection) else None
 
 
@@ -361,7 +361,7 @@ def new_drawing_object(
     ob = bpy.data.objects.new(name, data)
     ob[CANVAS_KEY] = [float(v) for v in canvas]
     ob[SOURCE_STROKES_KEY] = []
-    identity(ob)
+    stable_id(ob)
     if matrix_world is not None:
         ob.matrix_world = matrix_world
     collection.objects.link(ob)

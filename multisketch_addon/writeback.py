@@ -107,7 +107,7 @@ def _rest_location(source: bpy.types.Object) -> tuple[int, int]:
 def _plan_object(sketch: bpy.types.Collection, name: str, result: dict, exported: ExportedJob) -> _ObjectPlan:
     """Check that the scene still holds what the job was exported from, and where each point goes."""
     link = exported.objects.get(name)
-    found = scene_model.find_by_identity(bpy.data.objects, link.gp_object_id, link.gp_object) if link else None
+    found = scene_model.find_by_stable_id(bpy.data.objects, link.gp_object_id, link.gp_object) if link else None
     source = found if isinstance(found, bpy.types.Object) else None
     if source is None or source.type != "GREASEPENCIL" or scene_model.sketch_of(source) != sketch:
         raise errors.UserError(

@@ -446,7 +446,7 @@ def _optimize(
     stages = plan_stages(spec, len(sketch.strokes))
     if device.type == "cpu" and spec.prior in SMALL_PRIORS and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    spec.model = folder.resolve_model(spec.model)
+    spec.model = folder.model_location(spec.model)
     if device.type == "cpu" and spec.prior == "modelscope" and is_full_modelscope(spec.model):
         _warn_of_a_cpu_run(spec, stages, reporter)
     if spec.prior == "modelscope":  # fetched here (after that check), so that a download shows its progress

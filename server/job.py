@@ -130,7 +130,7 @@ class JobFolder:
         path = Path(relative)
         return path if path.is_absolute() else self.path / path
 
-    def resolve_model(self, model: str) -> str:
+    def model_location(self, model: str) -> str:
         """A job spec's `model`: `~` expanded, a folder relative to the job folder where one exists, else as given
         (a hub id, or a folder the tiny prior is still to create)."""
         expanded = Path(model).expanduser()

@@ -137,7 +137,7 @@ def _shown_chains(result_object: bpy.types.Object, scene_frame: int) -> list[np.
 def source_name(exported, name: str) -> str:
     """The name, now, of the Grease Pencil object that engine object `name` was exported from."""
     link = exported.objects[name]
-    return scene_model.find_by_identity(bpy.data.objects, link.gp_object_id, link.gp_object).name
+    return scene_model.find_by_stable_id(bpy.data.objects, link.gp_object_id, link.gp_object).name
 
 
 def worst_error(exported, result: dict, scene_frames: list[int], engine_frames: list[int]) -> float:

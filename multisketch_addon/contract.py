@@ -1,5 +1,5 @@
 """Access to the engine's pure-Python contract modules (`server.protocol`, `server.tables`, `server.svg`,
-`server.files`).
+`server.files`, `server.errors`).
 
 In the built extension `server/` sits inside the add-on's folder; in a source checkout it sits
 beside it. Either way the add-on reads the same files the engine does, so the two never disagree.

@@ -1,8 +1,7 @@
 """What the user asked a run to be, read in one place from the scene's settings and the preferences.
 
-Everything else (the job export, the sidebar's estimate) takes these settings as given, so that a
-setting's meaning (Quality to steps, the scene's device over the preferences', the toy model's own
-frames and size) is decided once.
+The job export takes these settings as given, so that a setting's meaning (Quality to steps, the
+scene's device over the preferences', the toy model's own frames and size) is decided once.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Pure Python on purpose: the add-on imports this module inside Blender, where neither torch nor
 bpy-free heavy packages may be assumed. Everything that crosses the process boundary is defined
-here: the job folder's file names, the job spec, the result file and the progress events.
+here: the job folder's file names, the job spec, the result file and the progress events, with
+`format_duration`, which writes an event's time left the same way in the engine's and the add-on's progress.
 """
 
 from __future__ import annotations

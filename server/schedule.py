@@ -6,8 +6,11 @@ same result whether it runs first, last or on its own. The joint stage renders t
 and background strokes unmoved), freezes every global predictor and trains only the local ones on the scene
 prompt: the objects keep the paths their own stages gave them and adapt their shapes to each other.
 
-Checkpoints hold everything a run depends on (networks, optimizers, learning-rate schedules, the generator), so
-a resumed job ends exactly where an uninterrupted one would.
+Because they are independent, per-object stages may also run together: up to `object_batch` of them step in
+lockstep through one batched prior call, and with several GPUs each device (a lane, with its own copy of the
+prior) runs its share of them in a thread; the joint stage runs on the first lane. Neither changes the result
+beyond float rounding. Checkpoints hold everything a run depends on (networks, optimizers, learning-rate
+schedules, the generator), so a resumed job ends exactly where an uninterrupted one would.
 """
 
 from __future__ import annotations

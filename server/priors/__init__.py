@@ -1,8 +1,11 @@
 """The prior: what judges a rendered video and says which way it should change.
 
 Every prior answers two questions: how to prepare for a stage (`condition`, done once per stage) and how far a
-video is from what it wants (`loss`, whose gradient is the direction). The optimizer knows nothing else about
-it, so a diffusion model, a tiny random test model and a known-answer target are interchangeable.
+video is from what it wants (`loss`, whose gradient is the direction). The rest has defaults: `losses` and
+`guided_losses` score several stages' videos, or several guidance strengths, at once (one `loss` call each, unless
+the prior can batch the work), and `use_memory_plan` fits the prior to the job's GPU memory (a no-op unless it has
+something to trade). The optimizer knows nothing else about it, so a diffusion model, a tiny random test model and
+a known-answer target are interchangeable.
 """
 
 from __future__ import annotations
